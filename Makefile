@@ -1,0 +1,26 @@
+# The two commands of the README's quick start. Each sets itself up on a fresh
+# Debian machine: a virtualenv in .venv with the project and its test tools.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CAPTURE ?= captures/loopback-echo.pcap
+
+.PHONY: report test lint clean
+
+report: $(STAMP)  ## analyze the example capture shipped in captures/
+	$(BIN)/sockinspect analyze $(CAPTURE)
+
+test: $(STAMP)  ## lint, then the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	./scripts/bootstrap.sh $(PYTHON) $(VENV)
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

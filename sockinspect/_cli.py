@@ -1,0 +1,143 @@
+"""Edge: the ``sockinspect`` command line. Thin: parse, call the library, print.
+
+Exit codes: 0 ok, 1 a check failed or findings, 2 bad usage or unreadable input.
+Errors are one line on stderr; progress goes to stderr only when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from ._analyze import analyze
+from ._model import Capture, Selection, TcpConnection, UdpFlow
+from ._report import connection_detail, csv_text, text_report, to_csv_rows, to_dict
+from .errors import SockinspectError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sockinspect",
+        description="Make TCP behaviour visible: analyze captures of TCP and UDP traffic.",
+    )
+    parser.add_argument("--version", action="version", version=f"sockinspect {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    an = sub.add_parser(
+        "analyze",
+        help="report the TCP connections and UDP flows of capture files",
+        description="Read pcap/pcapng files (gzip too) and report each TCP connection "
+        "(client and server ports, handshake times, bytes and segments per direction, "
+        "Zeek-style state) and each UDP flow.",
+    )
+    an.add_argument("files", nargs="+", metavar="FILE", help="capture file (pcap, pcapng, optionally .gz)")
+    fmt = an.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON document per file, one per line (docs/json.md)")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per connection and flow")
+    an.add_argument("--port", type=_port, action="append", help="only connections/flows with this port (repeatable)")
+    an.add_argument("--host", action="append", help="only connections/flows with this address (repeatable)")
+    an.add_argument("--connection", type=_index, metavar="N", help="show TCP connection N (the # column) in detail")
+    an.set_defaults(run=_cmd_analyze)
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a connection number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"connection numbers start at 0, got {value}")
+    return value
+
+
+def _select(cap: Capture, ports: list[int] | None, hosts: list[str] | None
+            ) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
+    tcp, udp = cap.tcp, cap.udp
+    if ports:
+        tcp = Selection(c for c in tcp if c.client.port in ports or c.server.port in ports)
+        udp = Selection(f for f in udp if f.a.port in ports or f.b.port in ports)
+    if hosts:
+        tcp = Selection(c for c in tcp if c.client.addr in hosts or c.server.addr in hosts)
+        udp = Selection(f for f in udp if f.a.addr in hosts or f.b.addr in hosts)
+    return tcp, udp
+
+
+def _progress_printer(path: str):  # noqa: ANN202
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        pct = 100 * done // total if total else 0
+        print(f"\rreading {path}: {pct}%", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    status = 0
+    first_csv = True
+    for path in args.files:
+        progress = _progress_printer(path)
+        try:
+            cap = analyze(path, progress=progress)
+        except SockinspectError as exc:
+            print(f"sockinspect: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        finally:
+            if progress:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+        tcp, udp = _select(cap, args.port, args.host)
+        if args.json:
+            print(json.dumps(to_dict(cap, tcp, udp), separators=(",", ":")))
+        elif args.csv:
+            print(csv_text(to_csv_rows(cap, tcp, udp), header=first_csv), end="")
+            first_csv = False
+        elif args.connection is not None:
+            match = [c for c in cap.tcp if c.index == args.connection]
+            if not match:
+                print(f"sockinspect: {path}: no TCP connection #{args.connection} "
+                      f"(it has {len(cap.tcp)}: 0..{len(cap.tcp) - 1})", file=sys.stderr)
+                status = 2
+                continue
+            print(f"{path}\n{connection_detail(match[0])}")
+        else:
+            print(text_report(cap, list(tcp), list(udp)))
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("sockinspect: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Decode frames into TCP/UDP packet records: link layer, IPv4/IPv6, TCP/UDP.
+
+The common path (Ethernet or loopback, IPv4/IPv6, TCP) is a straight line of
+``struct.unpack_from`` calls on the frame's buffer with no intermediate objects.
+Whatever is not a TCP or UDP packet comes back as a :class:`Defect` naming why,
+so the caller can count it; nothing here raises on bad input.
+
+Payload lengths come from the IP header (total length minus headers), as tshark
+computes ``tcp.len``: Ethernet padding is not payload, and a segment captured
+with a short snapshot length still counts its full payload.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import NamedTuple
+
+from ._fragments import Reassembler
+from ._read import Frame
+
+TCP, UDP = 6, 17
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+LINKTYPE_NAMES = {
+    0: "null", 1: "ether", 12: "rawip", 14: "rawip", 101: "rawip", 108: "loop",
+    113: "linux-sll", 228: "rawip4", 229: "rawip6", 276: "linux-sll2",
+}
+
+_u16 = struct.Struct("!H").unpack_from
+_ipv4 = struct.Struct("!BxHHHBBxx4s4s").unpack_from  # vihl, totlen, id, frag, ttl, proto, src, dst
+_tcp = struct.Struct("!HHIIBBH").unpack_from  # sport, dport, seq, ack, off, flags, window
+_udp = struct.Struct("!HHH").unpack_from  # sport, dport, length
+_ipv6_ext = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+
+
+class Packet(NamedTuple):
+    """A decoded TCP segment or UDP datagram. Addresses are raw bytes (4 or 16)."""
+
+    number: int  # 1-based frame number in the file
+    ts_ns: int | None
+    wirelen: int  # frame length on the wire, link header included
+    vlan: tuple[int, ...]  # 802.1Q ids, outermost first; () when untagged
+    src: bytes
+    dst: bytes
+    proto: int  # 6 = TCP, 17 = UDP
+    sport: int
+    dport: int
+    seq: int  # TCP only (0 for UDP)
+    ack: int
+    flags: int
+    window: int
+    payload_len: int
+    options: bytes  # raw TCP options; b"" for UDP
+
+
+class Defect(NamedTuple):
+    """Why a frame yielded no TCP/UDP packet. ``malformed`` ones deserve a warning."""
+
+    kind: str
+    detail: str
+    malformed: bool
+
+
+NOT_IP = Defect("not_ip", "not an IPv4/IPv6 packet", False)
+OTHER_PROTOCOL = Defect("other_protocol", "IP protocol other than TCP/UDP", False)
+FRAGMENT = Defect("ip_fragment", "IP fragment of a datagram not complete yet", False)
+BAD_IPCOMP = Defect("bad_ipcomp", "IPComp payload that is not DEFLATE or does not inflate", True)
+
+
+def _ipcomp(data: bytes, start: int, end: int) -> bytes | None:
+    """Inflate an IPComp payload (RFC 3173) as DEFLATE (RFC 2394), as tshark does: for
+    CPI 2 and for negotiated CPIs (>= 64), whose algorithm the packet does not say.
+    None for the other well-known algorithms (OUI, LZS, LZJH) or data that does not inflate."""
+    if end - start < 4 or _u16(data, start + 2)[0] in (0, 1, 3, 4):
+        return None
+    try:
+        return zlib.decompress(bytes(data[start + 4 : end]), -15)
+    except zlib.error:
+        return None
+
+
+class Decoder:
+    """Turns frames into :class:`Packet` or :class:`Defect`; reassembles IP fragments."""
+
+    def __init__(self) -> None:
+        self.fragments = Reassembler()
+
+    def decode(self, frame: Frame, number: int) -> Packet | Defect:
+        data, off = frame.data, frame.offset
+        end = off + frame.caplen
+        linktype = frame.linktype
+        vlan: tuple[int, ...] = ()
+        if linktype == 1:  # Ethernet
+            if end - off < 14:
+                return Defect("truncated", "Ethernet header cut short", True)
+            etype = _u16(data, off + 12)[0]
+            off += 14
+            while etype in (0x8100, 0x88A8, 0x9100) and end - off >= 4:
+                tci, etype = struct.unpack_from("!HH", data, off)
+                vlan += (tci & 0x0FFF,)
+                off += 4
+            if etype == 0x0800:
+                return self._ipv4(frame, number, data, off, end, vlan)
+            if etype == 0x86DD:
+                return self._ipv6(frame, number, data, off, end, vlan)
+            return self._other_ethertype(frame, number, data, off, end, vlan, etype)
+        if linktype in (0, 108):  # BSD NULL / OpenBSD LOOP: 4-byte address family
+            if end - off < 4:
+                return Defect("truncated", "loopback header cut short", True)
+            family = struct.unpack_from("<I" if linktype == 0 else "!I", data, off)[0]
+            if family > 0xFFFF:
+                family = struct.unpack_from(">I", data, off)[0]
+            off += 4
+            if family == 2:
+                return self._ipv4(frame, number, data, off, end, vlan)
+            if family in (10, 24, 28, 30):
+                return self._ipv6(frame, number, data, off, end, vlan)
+            return NOT_IP
+        if linktype in (12, 14, 101, 228, 229):  # raw IP
+            return self._ip_by_version(frame, number, data, off, end, vlan)
+        if linktype == 113:  # Linux cooked SLL
+            if end - off < 16:
+                return Defect("truncated", "Linux cooked header cut short", True)
+            return self._by_ethertype(frame, number, data, off + 16, end, vlan, _u16(data, off + 14)[0])
+        if linktype == 276:  # Linux cooked SLL2
+            if end - off < 20:
+                return Defect("truncated", "Linux cooked v2 header cut short", True)
+            return self._by_ethertype(frame, number, data, off + 20, end, vlan, _u16(data, off)[0])
+        return Defect(f"unknown_linktype_{linktype}", f"link type {linktype} is not supported", False)
+
+    # -- link-layer helpers ------------------------------------------------
+
+    def _by_ethertype(self, frame, number, data, off, end, vlan, etype):  # noqa: ANN001
+        if etype == 0x0800:
+            return self._ipv4(frame, number, data, off, end, vlan)
+        if etype == 0x86DD:
+            return self._ipv6(frame, number, data, off, end, vlan)
+        return self._other_ethertype(frame, number, data, off, end, vlan, etype)
+
+    def _other_ethertype(self, frame, number, data, off, end, vlan, etype):  # noqa: ANN001
+        if etype in (0x8847, 0x8848):  # MPLS: skip labels to the bottom of the stack
+            while end - off >= 4:
+                bottom = data[off + 2] & 1
+                off += 4
+                if bottom:
+                    return self._ip_by_version(frame, number, data, off, end, vlan)
+            return Defect("truncated", "MPLS label stack cut short", True)
+        if etype == 0x8864 and end - off >= 8:  # PPPoE session, then PPP protocol
+            # The PPPoE length bounds the datagram: what follows it is padding.
+            pppoe_len, proto = struct.unpack_from("!HH", data, off + 4)
+            avail = min(pppoe_len - 2, frame.wirelen - (off + 8 - frame.offset))
+            if proto == 0x0021:
+                return self._ipv4(frame, number, data, off + 8, end, vlan, avail)
+            if proto == 0x0057:
+                return self._ipv6(frame, number, data, off + 8, end, vlan, avail)
+        return NOT_IP
+
+    def _ip_by_version(self, frame, number, data, off, end, vlan):  # noqa: ANN001
+        if off >= end:
+            return Defect("truncated", "no IP header captured", True)
+        version = data[off] >> 4
+        if version == 4:
+            return self._ipv4(frame, number, data, off, end, vlan)
+        if version == 6:
+            return self._ipv6(frame, number, data, off, end, vlan)
+        return NOT_IP
+
+    # -- IP ------------------------------------------------------------------
+
+    def _ipv4(self, frame, number, data, off, end, vlan, avail=None):  # noqa: ANN001
+        """``avail``: bytes the outer layers leave for this datagram (default: the rest
+        of the frame's wire length). A total length beyond it is cut to it, as tshark does."""
+        if end - off < 20:
+            return Defect("truncated", "IPv4 header cut short", True)
+        vihl, total, ident, frag, _ttl, proto, src, dst = _ipv4(data, off)
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20:
+            return Defect("bad_ip_header", "IPv4 header with a bad version or length", True)
+        if avail is None:
+            avail = frame.wirelen - (off - frame.offset)
+        start = off + ihl
+        # total == 0 happens with TSO on the capturing host: trust the captured bytes.
+        length = min(total, avail) - ihl if total else end - start
+        if proto == 108 and not frag & 0x3FFF:  # IPComp: decompress and go on inside
+            plain = _ipcomp(data, start, min(end, start + length))
+            if plain is None:
+                return BAD_IPCOMP
+            proto, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
+        if proto != TCP and proto != UDP:
+            if proto == 4 and not frag & 0x3FFF:  # IPv4 in IPv4
+                return self._ipv4(frame, number, data, start, end, vlan, length)
+            if proto == 41 and not frag & 0x3FFF:  # IPv6 in IPv4
+                return self._ipv6(frame, number, data, start, end, vlan, length)
+            return OTHER_PROTOCOL
+        if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
+            whole = self.fragments.add(
+                (src, dst, ident, proto), (frag & 0x1FFF) * 8, bool(frag & 0x2000),
+                data[start : min(end, start + length)], length,
+            )
+            if whole is None:
+                return FRAGMENT
+            data, start, end, length = whole, 0, len(whole), len(whole)
+        return self._transport(frame, number, vlan, src, dst, proto, data, start, end, length)
+
+    def _ipv6(self, frame, number, data, off, end, vlan, avail=None):  # noqa: ANN001
+        if end - off < 40:
+            return Defect("truncated", "IPv6 header cut short", True)
+        if data[off] >> 4 != 6:
+            return Defect("bad_ip_header", "IPv6 header with a bad version", True)
+        length = _u16(data, off + 4)[0]
+        nxt = data[off + 6]
+        src = data[off + 8 : off + 24]
+        dst = data[off + 24 : off + 40]
+        start = off + 40
+        if avail is None:
+            avail = frame.wirelen - (off - frame.offset)
+        if not length:  # jumbogram or TSO: trust the captured bytes
+            length = end - start
+        length = min(length, avail - 40)
+        while nxt != TCP and nxt != UDP:
+            if nxt == 41:  # IPv6 in IPv6 (a tunnel, or AH in tunnel mode)
+                return self._ipv6(frame, number, data, start, end, vlan, length)
+            if nxt == 4:
+                return self._ipv4(frame, number, data, start, end, vlan, length)
+            if nxt == 108:  # IPComp: decompress and go on inside
+                plain = _ipcomp(data, start, min(end, start + length))
+                if plain is None:
+                    return BAD_IPCOMP
+                nxt, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
+                continue
+            if nxt not in _ipv6_ext and nxt != 44 and nxt != 51:
+                return OTHER_PROTOCOL
+            if end - start < 8:
+                return Defect("truncated", "IPv6 extension header cut short", True)
+            if nxt in _ipv6_ext:
+                hlen = (data[start + 1] + 1) * 8
+            elif nxt == 51:  # AH
+                hlen = (data[start + 1] + 2) * 4
+            elif nxt == 44:  # fragment header
+                frag, ident = struct.unpack_from("!HI", data, start + 2)
+                inner = data[start]
+                if frag & 0xFFF9:  # offset or more-fragments: a real fragment
+                    length -= 8
+                    body = start + 8
+                    whole = self.fragments.add(
+                        (src, dst, ident, inner), (frag >> 3) * 8, bool(frag & 1),
+                        data[body : min(end, body + length)], length,
+                    )
+                    if whole is None:
+                        return FRAGMENT
+                    if inner != TCP and inner != UDP:
+                        return OTHER_PROTOCOL
+                    return self._transport(frame, number, vlan, src, dst, inner, whole, 0, len(whole), len(whole))
+                hlen = 8  # atomic fragment: carry on with the next header
+            nxt = data[start]
+            start += hlen
+            length -= hlen
+        return self._transport(frame, number, vlan, src, dst, nxt, data, start, end, length)
+
+    # -- TCP / UDP -------------------------------------------------------------
+
+    def _transport(self, frame, number, vlan, src, dst, proto, data, start, end, length):  # noqa: ANN001
+        if proto == TCP:
+            if end - start < 20:
+                return Defect("truncated", "TCP header cut short", True)
+            sport, dport, seq, ack, off_byte, flags, window = _tcp(data, start)
+            hlen = (off_byte >> 4) * 4
+            if hlen < 20:
+                return Defect("bad_tcp_header", "TCP data offset below 20 bytes", True)
+            options = data[start + 20 : min(end, start + hlen)] if hlen > 20 else b""
+            return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, TCP, sport, dport,
+                          seq, ack, flags, window, max(length - hlen, 0), options)
+        if end - start < 8:
+            return Defect("truncated", "UDP header cut short", True)
+        sport, dport, ulen = _udp(data, start)
+        payload = ulen - 8 if ulen >= 8 else length - 8
+        return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, UDP, sport, dport,
+                      0, 0, 0, 0, max(payload, 0), b"")
+
+
+class SynOptions(NamedTuple):
+    """Options a SYN announces; ``None`` where the option is absent."""
+
+    mss: int | None
+    wscale: int | None
+    sack_perm: bool
+    timestamps: bool
+
+
+def parse_syn_options(options: bytes) -> SynOptions:
+    """Parse MSS, window scale, SACK-permitted and timestamps from raw TCP options."""
+    mss = wscale = None
+    sack = ts = False
+    i, n = 0, len(options)
+    while i < n:
+        kind = options[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            break
+        size = options[i + 1]
+        if size < 2 or i + size > n:
+            break
+        if kind == 2 and size == 4:
+            mss = _u16(options, i + 2)[0]
+        elif kind == 3 and size == 3:
+            wscale = options[i + 2]
+        elif kind == 4:
+            sack = True
+        elif kind == 8:
+            ts = True
+        i += size
+    return SynOptions(mss, wscale, sack, ts)

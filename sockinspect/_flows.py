@@ -1,0 +1,366 @@
+"""Rebuild TCP connections and UDP flows from packets: ``feed()`` each packet in
+file order, then ``finish()``.
+
+Like h11, this is a state machine with no I/O. Memory is bounded by the number
+of connections: each keeps counters and a histogram of payload sizes, never the
+packets themselves. Connections are identified by both endpoints plus the VLAN
+tags; a SYN starts a new connection on the same ports (port reuse) when the
+previous one has ended, has been idle long, or began with a different initial
+sequence number.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Callable
+
+from . import _linux
+from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
+from ._metrics import conn_state, stats_from_counts, stats_from_values
+from ._model import (
+    Direction,
+    Endpoint,
+    Handshake,
+    Selection,
+    TcpConnection,
+    UdpDirection,
+    UdpFlow,
+)
+
+IDLE_RESTART_NS = 300 * 1_000_000_000  # a SYN after 5 idle minutes is a new connection
+SEQ_MOD = 1 << 32
+SEQ_HALF = 1 << 31
+
+
+def seq_after(a: int, b: int) -> bool:
+    """Whether sequence number ``a`` comes after ``b`` (RFC 1982 serial arithmetic)."""
+    return 0 < (a - b) % SEQ_MOD < SEQ_HALF
+
+
+class _Side:
+    """What one side of a TCP connection sent."""
+
+    __slots__ = ("packets", "payload_bytes", "segments", "frame_bytes", "sizes", "syn_options",
+                 "isn", "high_seq", "retransmissions", "fins", "rsts")
+
+    def __init__(self) -> None:
+        self.packets = self.payload_bytes = self.segments = self.frame_bytes = 0
+        self.sizes: Counter[int] = Counter()
+        self.syn_options: bytes | None = None
+        self.isn: int | None = None  # sequence number of this side's first SYN
+        self.high_seq: int | None = None  # highest sequence number sent so far (end of data)
+        self.retransmissions = self.fins = self.rsts = 0
+
+    def direction(self) -> Direction:
+        opts = parse_syn_options(self.syn_options) if self.syn_options is not None else None
+        return Direction(
+            packets=self.packets,
+            payload_bytes=self.payload_bytes,
+            segments=self.segments,
+            frame_bytes=self.frame_bytes,
+            payload=stats_from_counts(self.sizes),
+            mss=opts.mss if opts else None,
+            wscale=opts.wscale if opts else None,
+            sack_perm=opts.sack_perm if opts else None,
+            timestamps=opts.timestamps if opts else None,
+            retransmissions=self.retransmissions,
+            fins=self.fins,
+            rsts=self.rsts,
+        )
+
+
+class _TcpBuilder:
+    """A connection being rebuilt. Side 0 sent the first packet seen."""
+
+    __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "synack_ts",
+                 "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
+                 "first_ts", "last_ts", "first_packet", "last_packet")
+
+    def __init__(self, index: int, pkt: Packet) -> None:
+        self.index = index
+        self.vlan = pkt.vlan
+        self.keys: list[tuple] = []  # the flow table's keys for this connection
+        self.addr = (pkt.src, pkt.dst)
+        self.port = (pkt.sport, pkt.dport)
+        self.sides = (_Side(), _Side())
+        self.client: int | None = None  # 0 or 1 once a SYN or SYN/ACK says so
+        self.syn_ts = self.synack_ts = self.ack_ts = None
+        self.syn_count = self.synack_count = 0
+        self.first_close: int | None = None  # side that sent the first FIN or RST
+        self.first_rst: int | None = None
+        self.first_ts = self.last_ts = pkt.ts_ns
+        self.first_packet = self.last_packet = pkt.number
+
+    def side_of(self, pkt: Packet) -> int:
+        return 0 if pkt.sport == self.port[0] and pkt.src == self.addr[0] else 1
+
+    def ended(self) -> bool:
+        a, b = self.sides
+        return self.first_rst is not None or (a.fins > 0 and b.fins > 0)
+
+    def starts_anew(self, pkt: Packet, s: int) -> bool:
+        """Whether this SYN (without ACK) from side ``s`` opens a new connection."""
+        side = self.sides[s]
+        if side.isn is not None:
+            return pkt.seq != side.isn  # the same ISN: a retransmitted SYN
+        if self.ended():
+            return True
+        ts, last = pkt.ts_ns, self.last_ts
+        if ts is not None and last is not None and ts - last > IDLE_RESTART_NS:
+            return True
+        return side.packets > 0 and self.client is not None and self.client != s
+
+    def feed(self, pkt: Packet, s: int) -> None:
+        side = self.sides[s]
+        flags = pkt.flags
+        ts = pkt.ts_ns
+        side.packets += 1
+        side.frame_bytes += pkt.wirelen
+        n = pkt.payload_len
+        seq = pkt.seq
+        if n:
+            side.payload_bytes += n
+            side.segments += 1
+            side.sizes[n] += 1
+            high = side.high_seq
+            end = (seq + n) % SEQ_MOD
+            if high is not None and not seq_after(end, high) and not (n == 1 and (high - seq) % SEQ_MOD == 1):
+                side.retransmissions += 1
+        if flags & (SYN | FIN | RST) or n:
+            end = (seq + n + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) % SEQ_MOD
+            if side.high_seq is None or seq_after(end, side.high_seq):
+                side.high_seq = end
+        if flags & SYN:
+            if flags & ACK:
+                if self.client is None:
+                    self.client = 1 - s
+                if s != self.client:
+                    self.synack_count += 1
+                    if self.synack_ts is None:
+                        self.synack_ts = ts
+                        self.sides[s].syn_options = pkt.options
+            else:
+                if self.client is None or (self.syn_count == 0 and self.client != s):
+                    self.client = s
+                if s == self.client:
+                    self.syn_count += 1
+                    if side.isn is None:
+                        side.isn = seq
+                        side.syn_options = pkt.options
+                        self.syn_ts = ts
+        elif (flags & (ACK | RST) == ACK and s == self.client and self.ack_ts is None
+              and self.synack_count):
+            self.ack_ts = ts
+        if flags & FIN:
+            side.fins += 1
+            if self.first_close is None:
+                self.first_close = s
+        if flags & RST:
+            side.rsts += 1
+            if self.first_rst is None:
+                self.first_rst = s
+            if self.first_close is None:
+                self.first_close = s
+        if ts is not None:
+            if self.last_ts is None or ts > self.last_ts:
+                self.last_ts = ts
+            if self.first_ts is None or ts < self.first_ts:
+                self.first_ts = ts
+        self.last_packet = pkt.number
+
+    def build(self, name: Callable[[bytes], str]) -> TcpConnection:
+        inferred = self.client is None
+        c = self.client if self.client is not None else _infer_client(self.port)
+        s = 1 - c
+        role = {c: "client", s: "server"}
+        client_port = self.port[c]
+        return TcpConnection(
+            index=self.index,
+            client=Endpoint(name(self.addr[c]), client_port),
+            server=Endpoint(name(self.addr[s]), self.port[s]),
+            inferred=inferred,
+            vlan=self.vlan,
+            handshake=Handshake(
+                syn_ts_ns=self.syn_ts,
+                synack_ts_ns=self.synack_ts,
+                ack_ts_ns=self.ack_ts,
+                syn_count=self.syn_count,
+                synack_count=self.synack_count,
+            ),
+            c2s=self.sides[c].direction(),
+            s2c=self.sides[s].direction(),
+            state=conn_state(
+                syn=self.syn_count > 0,
+                synack=self.synack_count > 0,
+                fin_c2s=self.sides[c].fins > 0,
+                fin_s2c=self.sides[s].fins > 0,
+                first_rst=role.get(self.first_rst),
+            ),
+            closed_by=role.get(self.first_close),
+            first_ts_ns=self.first_ts,
+            last_ts_ns=self.last_ts,
+            first_packet=self.first_packet,
+            last_packet=self.last_packet,
+            client_port_ephemeral_linux=client_port in _linux.LINUX_EPHEMERAL_PORTS,
+            client_port_ephemeral_iana=client_port in _linux.IANA_EPHEMERAL_PORTS,
+        )
+
+
+def _infer_client(ports: tuple[int, int]) -> int:
+    """Guess which side (0 = first sender) is the client of a mid-stream connection:
+    the side not on a well-known port, else the side on an ephemeral port, else 0."""
+    well_known = [p in _linux.WELL_KNOWN_PORTS for p in ports]
+    if well_known[0] != well_known[1]:
+        return 0 if well_known[1] else 1
+    ephemeral = [p in _linux.LINUX_EPHEMERAL_PORTS or p in _linux.IANA_EPHEMERAL_PORTS for p in ports]
+    if ephemeral[0] != ephemeral[1]:
+        return 0 if ephemeral[0] else 1
+    return 0
+
+
+class _UdpBuilder:
+    __slots__ = ("index", "vlan", "keys", "addr", "port", "packets", "bytes", "frame_bytes",
+                 "pending_ts", "rtts", "first_ts", "last_ts", "first_packet", "last_packet")
+
+    def __init__(self, index: int, pkt: Packet) -> None:
+        self.index = index
+        self.vlan = pkt.vlan
+        self.keys: list[tuple] = []  # the flow table's keys for this connection
+        self.addr = (pkt.src, pkt.dst)
+        self.port = (pkt.sport, pkt.dport)
+        self.packets = [0, 0]
+        self.bytes = [0, 0]
+        self.frame_bytes = [0, 0]
+        self.pending_ts: int | None = None  # an a->b datagram not yet answered
+        self.rtts: list[int] = []
+        self.first_ts = self.last_ts = pkt.ts_ns
+        self.first_packet = self.last_packet = pkt.number
+
+    def feed(self, pkt: Packet) -> int:
+        s = 0 if pkt.sport == self.port[0] and pkt.src == self.addr[0] else 1
+        self.packets[s] += 1
+        self.bytes[s] += pkt.payload_len
+        self.frame_bytes[s] += pkt.wirelen
+        ts = pkt.ts_ns
+        if ts is not None:
+            if s == 0:
+                if self.pending_ts is None:
+                    self.pending_ts = ts
+            elif self.pending_ts is not None:
+                self.rtts.append(ts - self.pending_ts)
+                self.pending_ts = None
+            if self.last_ts is None or ts > self.last_ts:
+                self.last_ts = ts
+            if self.first_ts is None or ts < self.first_ts:
+                self.first_ts = ts
+        self.last_packet = pkt.number
+        return s
+
+    def build(self, name: Callable[[bytes], str]) -> UdpFlow:
+        return UdpFlow(
+            index=self.index,
+            a=Endpoint(name(self.addr[0]), self.port[0]),
+            b=Endpoint(name(self.addr[1]), self.port[1]),
+            vlan=self.vlan,
+            a2b=UdpDirection(self.packets[0], self.bytes[0], self.frame_bytes[0]),
+            b2a=UdpDirection(self.packets[1], self.bytes[1], self.frame_bytes[1]),
+            rtt_ms=stats_from_values([r / 1_000_000 for r in self.rtts]),
+            first_ts_ns=self.first_ts,
+            last_ts_ns=self.last_ts,
+            first_packet=self.first_packet,
+            last_packet=self.last_packet,
+        )
+
+
+class _Table:
+    """Finds the connection a packet belongs to. Keys are per direction and include
+    the VLAN tags; a connection whose reverse direction has not been seen yet takes
+    the first reverse packet on any VLAN (preferring its own), because routers on a
+    stick put the two directions of one connection on different VLANs."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple, _TcpBuilder | _UdpBuilder] = {}
+        self.half_open: dict[tuple, list[_TcpBuilder | _UdpBuilder]] = {}
+
+    def get(self, pkt: Packet) -> _TcpBuilder | _UdpBuilder | None:
+        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        found = self.by_key.get(key)
+        if found is not None:
+            return found
+        waiting = self.half_open.get((pkt.dst, pkt.dport, pkt.src, pkt.sport))
+        if not waiting:
+            return None
+        found = next((b for b in waiting if b.vlan == pkt.vlan), waiting[-1])
+        waiting.remove(found)
+        self.by_key[key] = found
+        found.keys.append(key)
+        return found
+
+    def add(self, builder: _TcpBuilder | _UdpBuilder, pkt: Packet) -> None:
+        """Register ``builder`` for ``pkt``'s direction, replacing any older connection."""
+        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        old = self.by_key.get(key)
+        if old is not None:
+            self._drop(old)
+        self.by_key[key] = builder
+        builder.keys.append(key)
+        self.half_open.setdefault(key[1:], []).append(builder)
+
+    def _drop(self, old: _TcpBuilder | _UdpBuilder) -> None:
+        for key in old.keys:
+            if self.by_key.get(key) is old:
+                del self.by_key[key]
+            waiting = self.half_open.get(key[1:])
+            if waiting and old in waiting:
+                waiting.remove(old)
+
+
+class FlowTracker:
+    """Feed packets in file order; ``finish()`` returns the connections and flows."""
+
+    def __init__(self) -> None:
+        self._tcp = _Table()
+        self._udp = _Table()
+        self._tcp_all: list[_TcpBuilder] = []
+        self._udp_all: list[_UdpBuilder] = []
+        self._names: dict[bytes, str] = {}
+
+    def feed(self, pkt: Packet) -> tuple[int, int]:
+        """Account one packet; returns (connection or flow index, side)."""
+        if pkt.proto == TCP:
+            conn = self._tcp.get(pkt)
+            if conn is None:
+                conn = self._new_tcp(pkt)
+                s = 0
+            else:
+                s = conn.side_of(pkt)
+                if pkt.flags & (SYN | ACK) == SYN and conn.starts_anew(pkt, s):
+                    conn = self._new_tcp(pkt)
+                    s = 0
+            conn.feed(pkt, s)
+            return conn.index, s
+        flow = self._udp.get(pkt)
+        if flow is None:
+            flow = _UdpBuilder(len(self._udp_all), pkt)
+            self._udp_all.append(flow)
+            self._udp.add(flow, pkt)
+        return flow.index, flow.feed(pkt)
+
+    def _new_tcp(self, pkt: Packet) -> _TcpBuilder:
+        conn = _TcpBuilder(len(self._tcp_all), pkt)
+        self._tcp_all.append(conn)
+        self._tcp.add(conn, pkt)
+        return conn
+
+    def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
+        tcp = Selection(b.build(self._name) for b in self._tcp_all)
+        udp = Selection(b.build(self._name) for b in self._udp_all)
+        return tcp, udp
+
+    def _name(self, addr: bytes) -> str:
+        text = self._names.get(addr)
+        if text is None:
+            family = socket.AF_INET if len(addr) == 4 else socket.AF_INET6
+            text = self._names[addr] = socket.inet_ntop(family, addr)
+        return text

@@ -1,0 +1,107 @@
+"""Pure computations over what the flow tracker accumulated: size statistics,
+Zeek-style connection states. No I/O, no state."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from ._model import Stats
+
+
+def stats_from_counts(counts: Counter[int]) -> Stats:
+    """Stats of a multiset given as value -> count (payload sizes, bounded memory)."""
+    n = sum(counts.values())
+    if not n:
+        return Stats()
+    values = sorted(counts)
+    return Stats(
+        count=n,
+        min=values[0],
+        median=_median_of_counts(values, counts, n),
+        p95=_nth_of_counts(values, counts, math.ceil(0.95 * n)),
+        max=values[-1],
+    )
+
+
+def stats_from_values(values: Sequence[float]) -> Stats:
+    """Stats of a list of values: median as the mean of the two middle ones, p95 by nearest rank."""
+    n = len(values)
+    if not n:
+        return Stats()
+    s = sorted(values)
+    mid = n // 2
+    median = s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
+    return Stats(count=n, min=s[0], median=median, p95=s[math.ceil(0.95 * n) - 1], max=s[-1])
+
+
+def _nth_of_counts(values: list[int], counts: Counter[int], rank: int) -> int:
+    """The rank-th smallest value (1-based)."""
+    seen = 0
+    for v in values:
+        seen += counts[v]
+        if seen >= rank:
+            return v
+    return values[-1]
+
+
+def _median_of_counts(values: list[int], counts: Counter[int], n: int) -> float:
+    lo = _nth_of_counts(values, counts, (n + 1) // 2)
+    hi = _nth_of_counts(values, counts, n // 2 + 1)
+    return lo if n % 2 else (lo + hi) / 2
+
+
+def conn_state(
+    *,
+    syn: bool,
+    synack: bool,
+    fin_c2s: bool,
+    fin_s2c: bool,
+    first_rst: str | None,
+) -> str:
+    """Zeek's conn_state vocabulary (base/protocols/conn/main.zeek).
+
+    ``syn``/``synack``: a SYN from the client / a SYN-ACK from the server was seen;
+    ``first_rst``: "client" or "server", whoever sent the first RST, or None.
+    """
+    if not syn and not synack:
+        return "OTH"  # mid-stream traffic, no handshake seen
+    if not synack:
+        if first_rst == "client":
+            return "RSTOS0"  # SYN then RST from the originator, no SYN-ACK
+        if first_rst == "server":
+            return "REJ"  # connection attempt rejected
+        return "SH" if fin_c2s else "S0"
+    if not syn:
+        if first_rst == "server":
+            return "RSTRH"  # SYN-ACK then RST from the responder, no SYN seen
+        return "SHR" if fin_s2c else "OTH"
+    if first_rst == "client":
+        return "RSTO"
+    if first_rst == "server":
+        return "RSTR"
+    if fin_c2s and fin_s2c:
+        return "SF"
+    if fin_c2s:
+        return "S2"
+    if fin_s2c:
+        return "S3"
+    return "S1"
+
+
+CONN_STATES = {
+    "S0": "SYN seen, no reply",
+    "S1": "established, not closed",
+    "SF": "established, closed with FIN both ways",
+    "REJ": "SYN answered by RST (refused)",
+    "S2": "established, client sent FIN, no FIN from server",
+    "S3": "established, server sent FIN, no FIN from client",
+    "RSTO": "established, client reset it",
+    "RSTR": "established, server reset it",
+    "RSTOS0": "client sent SYN then RST, no SYN-ACK seen",
+    "RSTRH": "server sent SYN-ACK then RST, no SYN seen",
+    "SH": "client sent SYN then FIN, no SYN-ACK seen",
+    "SHR": "server sent SYN-ACK then FIN, no SYN seen",
+    "OTH": "no SYN seen (capture started mid-stream)",
+}

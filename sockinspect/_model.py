@@ -1,0 +1,200 @@
+"""The records analysis produces: frozen, slotted, time in integer nanoseconds.
+
+These are the public data model (``sockinspect.analyze`` returns a
+:class:`Capture`); the JSON document is their :func:`sockinspect._report.to_json`
+rendering, documented in docs/json.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+
+def ms(ns: int | None) -> float | None:
+    """Nanoseconds to milliseconds (3 decimals kept by the report), None stays None."""
+    return None if ns is None else ns / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addr: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Summary of a set of values (payload sizes in bytes, or delays in ms)."""
+
+    count: int = 0
+    min: float | None = None
+    median: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The three-way handshake as seen at the capture point."""
+
+    syn_ts_ns: int | None = None  # first SYN (without ACK) from the client
+    synack_ts_ns: int | None = None  # first SYN/ACK from the server
+    ack_ts_ns: int | None = None  # first client ACK after the SYN/ACK
+    syn_count: int = 0  # SYNs sent by the client (1 + retries)
+    synack_count: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.syn_ts_ns, self.synack_ts_ns, self.ack_ts_ns)
+
+    @property
+    def syn_retries(self) -> int:
+        return max(self.syn_count - 1, 0)
+
+    @property
+    def syn_synack_ms(self) -> float | None:
+        return _gap_ms(self.syn_ts_ns, self.synack_ts_ns)
+
+    @property
+    def synack_ack_ms(self) -> float | None:
+        return _gap_ms(self.synack_ts_ns, self.ack_ts_ns)
+
+    @property
+    def rtt_ms(self) -> float | None:
+        """SYN to the handshake's ACK: what tshark calls the initial RTT."""
+        return _gap_ms(self.syn_ts_ns, self.ack_ts_ns)
+
+
+def _gap_ms(start: int | None, end: int | None) -> float | None:
+    return None if start is None or end is None else (end - start) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Direction:
+    """One direction of a TCP connection: ``c2s`` (client to server) or ``s2c``."""
+
+    packets: int = 0
+    payload_bytes: int = 0
+    segments: int = 0  # segments carrying payload
+    frame_bytes: int = 0  # wire length of the frames, link header included
+    payload: Stats = field(default_factory=Stats)  # payload sizes of the segments, bytes
+    mss: int | None = None  # from this side's SYN options
+    wscale: int | None = None
+    sack_perm: bool | None = None
+    timestamps: bool | None = None
+    retransmissions: int = 0
+    fins: int = 0
+    rsts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConnection:
+    """A TCP connection: client = the SYN sender (or inferred, see ``inferred``)."""
+
+    index: int  # 0-based, in order of first packet
+    client: Endpoint
+    server: Endpoint
+    inferred: bool  # no SYN or SYN/ACK seen: the client role is a guess
+    vlan: tuple[int, ...]
+    handshake: Handshake
+    c2s: Direction
+    s2c: Direction
+    state: str  # Zeek conn_state: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH
+    closed_by: str | None  # "client", "server" or None: who sent the first FIN or RST
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    first_packet: int
+    last_packet: int
+    client_port_ephemeral_linux: bool
+    client_port_ephemeral_iana: bool
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _gap_ms(self.first_ts_ns, self.last_ts_ns)
+
+    @property
+    def packets(self) -> int:
+        return self.c2s.packets + self.s2c.packets
+
+
+@dataclass(frozen=True, slots=True)
+class UdpDirection:
+    packets: int = 0
+    bytes: int = 0  # UDP payload bytes (length field minus 8)
+    frame_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UdpFlow:
+    """A UDP flow; ``a`` sent the first datagram."""
+
+    index: int
+    a: Endpoint
+    b: Endpoint
+    vlan: tuple[int, ...]
+    a2b: UdpDirection
+    b2a: UdpDirection
+    rtt_ms: Stats  # a datagram one way answered by the next one back
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    first_packet: int
+    last_packet: int
+
+    @property
+    def packets(self) -> int:
+        return self.a2b.packets + self.b2a.packets
+
+
+T = TypeVar("T", TcpConnection, UdpFlow)
+
+
+class Selection(tuple[T, ...]):
+    """A tuple of connections or flows with helpers to pick the one you mean."""
+
+    def only(self) -> T:
+        """The single element; AssertionError naming how many there are otherwise."""
+        __tracebackhide__ = True
+        if len(self) != 1:
+            raise AssertionError(f"expected exactly one, found {len(self)}: {_names(self)}")
+        return self[0]
+
+    def by_port(self, port: int) -> Selection[T]:
+        return Selection(c for c in self if port in _ports(c))
+
+    def by_host(self, addr: str) -> Selection[T]:
+        return Selection(c for c in self if addr in _addrs(c))
+
+
+def _ports(c: TcpConnection | UdpFlow) -> tuple[int, int]:
+    return (c.client.port, c.server.port) if isinstance(c, TcpConnection) else (c.a.port, c.b.port)
+
+
+def _addrs(c: TcpConnection | UdpFlow) -> tuple[str, str]:
+    return (c.client.addr, c.server.addr) if isinstance(c, TcpConnection) else (c.a.addr, c.b.addr)
+
+
+def _names(items: Selection) -> str:
+    shown = [
+        f"{c.client} -> {c.server}" if isinstance(c, TcpConnection) else f"{c.a} <-> {c.b}"
+        for c in items[:5]
+    ]
+    return ", ".join(shown) + (", ..." if len(items) > 5 else "") if shown else "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """Everything ``analyze`` learned from one capture file."""
+
+    file: str
+    format: str
+    linktypes: tuple[str, ...]
+    packets: int
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    warnings: tuple[str, ...]
+    defects: dict[str, int]
+    tcp: Selection[TcpConnection]
+    udp: Selection[UdpFlow]

@@ -1,0 +1,306 @@
+"""Edge: read capture files (pcap, pcapng, either gzip-compressed) into frames.
+
+The format is detected from the first bytes, never from the file name. Files are
+read in chunks, so memory does not grow with the size of the capture. Problems
+inside a readable file (a truncated last record, a corrupt block) end the
+reading with a warning naming the byte offset; only a file that cannot be read
+at all raises :class:`CaptureFormatError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+from .errors import CaptureFormatError
+
+CHUNK = 1 << 20
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # little-endian, nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+# A record larger than this cannot be a packet: the file is corrupt from there on.
+MAX_RECORD = 1 << 24
+
+
+class Frame(NamedTuple):
+    """One captured frame. ``data[offset:offset+caplen]`` holds its bytes."""
+
+    ts_ns: int | None  # None for pcapng Simple Packet Blocks, which carry no time
+    linktype: int
+    wirelen: int
+    data: bytes
+    offset: int
+    caplen: int
+
+
+class CaptureReader:
+    """Iterate over the frames of a capture file; see ``warnings`` afterwards.
+
+    Attributes filled while reading: ``format`` ("pcap", "pcap-ns", "pcapng",
+    with "+gzip" when compressed), ``linktypes`` (of the interfaces declared),
+    ``warnings`` (one line each) and ``bytes_read`` (position in the file, for
+    progress reports).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.warnings: list[str] = []
+        self.linktypes: list[int] = []
+        self.bytes_read = 0
+        self.size = 0
+        self._file, head, self.format = _open(self.path)
+        self.size = os.fstat(self._raw_fileno()).st_size
+        if head[:4] in PCAP_MAGIC:
+            self._frames = self._pcap(head)
+        elif head[:4] == PCAPNG_SHB:
+            self._frames = self._pcapng(head)
+        else:
+            head += self._file.read(12)
+            self._file.close()
+            raise CaptureFormatError(f"{self.path}: not a pcap or pcapng file ({_describe(head)})")
+
+    def _raw_fileno(self) -> int:
+        raw = getattr(self._file, "fileobj", None) or self._file
+        return raw.fileno()
+
+    def position(self) -> int:
+        """Bytes of the file consumed so far (compressed bytes for gzip), for progress."""
+        raw = getattr(self._file, "fileobj", None) or self._file
+        try:
+            return raw.tell()
+        except (OSError, ValueError):
+            return self.size
+
+    def _check_gzip(self) -> None:
+        if getattr(self._file, "damaged", False):
+            self._warn("the gzip stream is damaged; the packets before the damage were read")
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            yield from self._frames
+        finally:
+            self._file.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    # -- pcap ---------------------------------------------------------------
+
+    def _pcap(self, head: bytes) -> Iterator[Frame]:
+        endian, ns_per_unit = PCAP_MAGIC[head[:4]]
+        self.format = ("pcap" if ns_per_unit == 1_000 else "pcap-ns") + self.format
+        buf = head + self._file.read(CHUNK)
+        if len(buf) < 24:
+            raise CaptureFormatError(f"{self.path}: pcap file header cut short ({len(buf)} of 24 bytes)")
+        major, minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(endian + "HHiIII", buf, 4)
+        if major != 2:
+            raise CaptureFormatError(f"{self.path}: pcap version {major}.{minor} is not supported (only 2.x)")
+        linktype = network & 0xFFFF
+        self.linktypes.append(linktype)
+        record = struct.Struct(endian + "IIII").unpack_from
+        limit = max(snaplen, 262_144) if snaplen else MAX_RECORD
+        pos, base = 24, 0  # base: file offset of buf[0]
+        while True:
+            end = len(buf)
+            while pos + 16 <= end:
+                sec, frac, caplen, wirelen = record(buf, pos)
+                if caplen > limit or caplen > MAX_RECORD:
+                    self._warn(
+                        f"corrupt record at byte offset {base + pos}: captured length {caplen} "
+                        f"is larger than the snapshot length {snaplen}; stopped reading there"
+                    )
+                    return
+                if pos + 16 + caplen > end:
+                    break
+                yield Frame(sec * 1_000_000_000 + frac * ns_per_unit, linktype, wirelen, buf, pos + 16, caplen)
+                pos += 16 + caplen
+            more = self._file.read(CHUNK)
+            self.bytes_read = base + end
+            if not more:
+                self._check_gzip()
+                if pos < end:
+                    self._warn(
+                        f"file cut short in the middle of a packet at byte offset {base + pos} "
+                        f"({end - pos} bytes left over); the packets before it were read"
+                    )
+                return
+            base += pos
+            buf = buf[pos:] + more
+            pos = 0
+
+    # -- pcapng ---------------------------------------------------------------
+
+    def _pcapng(self, head: bytes) -> Iterator[Frame]:
+        self.format = "pcapng" + self.format
+        buf = head + self._file.read(CHUNK)
+        pos, base = 0, 0
+        endian = "<"
+        interfaces: list[tuple[int, int, int, int]] = []  # linktype, num, den, offset_ns
+        first_section = True
+        while True:
+            end = len(buf)
+            while pos + 12 <= end:
+                btype_raw = buf[pos : pos + 4]
+                if btype_raw == PCAPNG_SHB:
+                    bom = buf[pos + 8 : pos + 12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        endian = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        endian = ">"
+                    elif pos + 12 <= end:
+                        return self._fail(first_section, base + pos, "section header with a bad byte-order magic")
+                btype, blen = struct.unpack_from(endian + "II", buf, pos)
+                if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                    return self._fail(first_section, base + pos, f"block of impossible length {blen}")
+                if pos + blen > end:
+                    break
+                if struct.unpack_from(endian + "I", buf, pos + blen - 4)[0] != blen:
+                    return self._fail(first_section, base + pos, "block lengths at start and end differ")
+                body, body_end = pos + 8, pos + blen - 4
+                if btype == 6:  # Enhanced Packet Block
+                    iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
+                    if iface >= len(interfaces) or body + 20 + caplen > body_end:
+                        self._warn(f"bad packet block at byte offset {base + pos}; skipped")
+                    else:
+                        linktype, num, den, off = interfaces[iface]
+                        ts = ((ts_hi << 32 | ts_lo) * num) // den + off
+                        yield Frame(ts, linktype, wirelen, buf, body + 20, caplen)
+                elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
+                    (wirelen,) = struct.unpack_from(endian + "I", buf, body)
+                    if not interfaces:
+                        self._warn(f"simple packet block before any interface at byte offset {base + pos}; skipped")
+                    else:
+                        caplen = min(wirelen, body_end - body - 4)
+                        yield Frame(None, interfaces[0][0], wirelen, buf, body + 4, caplen)
+                elif btype == 2:  # obsolete Packet Block
+                    iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
+                    if iface >= len(interfaces) or body + 20 + caplen > body_end:
+                        self._warn(f"bad packet block at byte offset {base + pos}; skipped")
+                    else:
+                        linktype, num, den, off = interfaces[iface]
+                        ts = ((ts_hi << 32 | ts_lo) * num) // den + off
+                        yield Frame(ts, linktype, wirelen, buf, body + 20, caplen)
+                elif btype == 1:  # Interface Description Block
+                    linktype, _reserved, _snaplen = struct.unpack_from(endian + "HHI", buf, body)
+                    num, den, off = _interface_clock(buf, body + 8, body_end, endian)
+                    interfaces.append((linktype, num, den, off))
+                    self.linktypes.append(linktype)
+                elif btype == 0x0A0D0D0A:
+                    if not _options_fit(buf, body + 16, body_end, endian):
+                        return self._fail(first_section, base + pos, "section header options overrun the block")
+                    interfaces = []
+                    first_section = False
+                pos += blen
+            more = self._file.read(CHUNK)
+            self.bytes_read = base + end
+            if not more:
+                self._check_gzip()
+                if pos < end:
+                    self._warn(
+                        f"file cut short in the middle of a block at byte offset {base + pos} "
+                        f"({end - pos} bytes left over); the packets before it were read"
+                    )
+                return
+            base += pos
+            buf = buf[pos:] + more
+            pos = 0
+
+    def _fail(self, fatal: bool, offset: int, what: str) -> None:
+        if fatal:
+            raise CaptureFormatError(f"{self.path}: corrupt pcapng file: {what} at byte offset {offset}")
+        self._warn(f"corrupt pcapng file: {what} at byte offset {offset}; stopped reading there")
+
+
+def _interface_clock(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, int, int]:
+    """(numerator, denominator, offset_ns) turning an interface's time units into ns."""
+    num, den, offset_ns = 1_000, 1, 0  # default resolution: microseconds
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, pos)
+        if code == 0:
+            break
+        value = pos + 4
+        if code == 9 and length >= 1:  # if_tsresol
+            r = buf[value]
+            units_per_s = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r
+            num, den = 1_000_000_000, units_per_s
+        elif code == 14 and length >= 8:  # if_tsoffset, seconds
+            offset_ns = struct.unpack_from(endian + "q", buf, value)[0] * 1_000_000_000
+        pos = value + (length + 3) // 4 * 4
+    return num, den, offset_ns
+
+
+def _options_fit(buf: bytes, pos: int, end: int, endian: str) -> bool:
+    """Whether a block's option list stays within the block."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(endian + "HH", buf, pos)
+        if code == 0:
+            return True
+        pos += 4 + (length + 3) // 4 * 4
+        if pos > end:
+            return False
+    return pos <= end
+
+
+def _open(path: str) -> tuple[BinaryIO, bytes, str]:
+    """Open ``path``, transparently un-gzipping; return (file, first bytes, suffix)."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by CaptureReader
+    except FileNotFoundError:
+        raise CaptureFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CaptureFormatError(f"{path}: is a directory, not a capture file") from None
+    except OSError as exc:
+        raise CaptureFormatError(f"{path}: cannot open: {exc.strerror}") from None
+    head = raw.read(4)
+    if head[:2] != GZIP_MAGIC:
+        if not head:
+            raw.close()
+            raise CaptureFormatError(f"{path}: empty file (0 bytes), not a capture")
+        return raw, head, ""
+    raw.seek(0)
+    unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
+    try:
+        head = unzipped.read(4)
+    except (OSError, EOFError) as exc:
+        raw.close()
+        raise CaptureFormatError(f"{path}: gzip-compressed but cannot be decompressed: {exc}") from None
+    if not head:
+        raw.close()
+        raise CaptureFormatError(f"{path}: gzip-compressed file holds nothing")
+    return _SafeGzip(unzipped, raw), head, "+gzip"
+
+
+class _SafeGzip:
+    """A gzip stream whose damage ends the data instead of raising mid-iteration."""
+
+    def __init__(self, gz: gzip.GzipFile, raw: BinaryIO) -> None:
+        self.gz, self.fileobj, self.damaged = gz, raw, False
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self.gz.read(n)
+        except (OSError, EOFError):
+            self.damaged = True
+            return b""
+
+    def close(self) -> None:
+        self.gz.close()
+        self.fileobj.close()
+
+
+def _describe(head: bytes) -> str:
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"it starts with the text {head.decode('ascii')!r}"
+    return f"unknown magic bytes {head.hex()}"
+

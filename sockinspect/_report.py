@@ -1,0 +1,281 @@
+"""Render analysis records: JSON documents (an interface, see docs/json.md),
+CSV rows, and tables for people (tabulate). Pure: returns strings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import fields, is_dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tabulate import tabulate
+
+from ._metrics import CONN_STATES
+from ._model import Capture, Direction, Stats, TcpConnection, UdpFlow, ms
+
+SCHEMA_VERSION = 1
+
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _stats(s: Stats) -> dict[str, Any]:
+    return {"count": s.count, "min": s.min, "median": s.median, "p95": s.p95, "max": s.max}
+
+
+def _direction(d: Direction) -> dict[str, Any]:
+    return {
+        "packets": d.packets,
+        "payload_bytes": d.payload_bytes,
+        "segments": d.segments,
+        "frame_bytes": d.frame_bytes,
+        "payload_size": _stats(d.payload),
+        "mss": d.mss,
+        "wscale": d.wscale,
+        "sack_perm": d.sack_perm,
+        "timestamps": d.timestamps,
+        "retransmissions": d.retransmissions,
+        "fins": d.fins,
+        "rsts": d.rsts,
+    }
+
+
+def _ts(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e9
+
+
+def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
+    h = c.handshake
+    return {
+        "index": c.index,
+        "client": {
+            "addr": c.client.addr,
+            "port": c.client.port,
+            "inferred": c.inferred,
+            "ephemeral_linux": c.client_port_ephemeral_linux,
+            "ephemeral_iana": c.client_port_ephemeral_iana,
+        },
+        "server": {"addr": c.server.addr, "port": c.server.port},
+        "vlan": list(c.vlan),
+        "state": c.state,
+        "closed_by": c.closed_by,
+        "handshake": {
+            "complete": h.complete,
+            "syn_ts": _ts(h.syn_ts_ns),
+            "synack_ts": _ts(h.synack_ts_ns),
+            "ack_ts": _ts(h.ack_ts_ns),
+            "syn_count": h.syn_count,
+            "syn_retries": h.syn_retries,
+            "synack_count": h.synack_count,
+            "syn_synack_ms": _round(h.syn_synack_ms),
+            "synack_ack_ms": _round(h.synack_ack_ms),
+            "rtt_ms": _round(h.rtt_ms),
+        },
+        "c2s": _direction(c.c2s),
+        "s2c": _direction(c.s2c),
+        "first_ts": _ts(c.first_ts_ns),
+        "last_ts": _ts(c.last_ts_ns),
+        "duration_ms": _round(c.duration_ms),
+        "first_packet": c.first_packet,
+        "last_packet": c.last_packet,
+    }
+
+
+def udp_to_dict(f: UdpFlow) -> dict[str, Any]:
+    return {
+        "index": f.index,
+        "a": {"addr": f.a.addr, "port": f.a.port},
+        "b": {"addr": f.b.addr, "port": f.b.port},
+        "vlan": list(f.vlan),
+        "a2b": {"packets": f.a2b.packets, "bytes": f.a2b.bytes, "frame_bytes": f.a2b.frame_bytes},
+        "b2a": {"packets": f.b2a.packets, "bytes": f.b2a.bytes, "frame_bytes": f.b2a.frame_bytes},
+        "rtt_ms": {k: _round(v) if isinstance(v, float) else v for k, v in _stats(f.rtt_ms).items()},
+        "first_ts": _ts(f.first_ts_ns),
+        "last_ts": _ts(f.last_ts_ns),
+        "first_packet": f.first_packet,
+        "last_packet": f.last_packet,
+    }
+
+
+def to_dict(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[UdpFlow]) -> dict[str, Any]:
+    """The JSON document for one capture (with the connections selected for it)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "file": cap.file,
+        "format": cap.format,
+        "linktypes": list(cap.linktypes),
+        "packets": cap.packets,
+        "first_ts": _ts(cap.first_ts_ns),
+        "last_ts": _ts(cap.last_ts_ns),
+        "warnings": list(cap.warnings),
+        "defects": cap.defects,
+        "tcp": [tcp_to_dict(c) for c in tcp],
+        "udp": [udp_to_dict(f) for f in udp],
+    }
+
+
+# -- CSV ----------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "file", "proto", "index", "client_addr", "client_port", "server_addr", "server_port",
+    "state", "rtt_ms", "syn_synack_ms", "synack_ack_ms", "c2s_packets", "c2s_payload_bytes",
+    "c2s_segments", "s2c_packets", "s2c_payload_bytes", "s2c_segments", "duration_ms",
+]
+
+
+def to_csv_rows(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[UdpFlow]) -> list[list]:
+    """One row per connection and flow; for UDP, client = a, server = b, c2s = a2b."""
+    rows: list[list] = []
+    for c in tcp:
+        h = c.handshake
+        rows.append([
+            cap.file, "tcp", c.index, c.client.addr, c.client.port, c.server.addr, c.server.port,
+            c.state, _round(h.rtt_ms), _round(h.syn_synack_ms), _round(h.synack_ack_ms),
+            c.c2s.packets, c.c2s.payload_bytes, c.c2s.segments,
+            c.s2c.packets, c.s2c.payload_bytes, c.s2c.segments, _round(c.duration_ms),
+        ])
+    for f in udp:
+        rows.append([
+            cap.file, "udp", f.index, f.a.addr, f.a.port, f.b.addr, f.b.port,
+            "", _round(f.rtt_ms.median), "", "", f.a2b.packets, f.a2b.bytes, f.a2b.packets,
+            f.b2a.packets, f.b2a.bytes, f.b2a.packets, _round(ms(_span(f.first_ts_ns, f.last_ts_ns))),
+        ])
+    return rows
+
+
+def csv_text(rows: list[list], header: bool = True) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return out.getvalue()
+
+
+def _span(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else b - a
+
+
+# -- tables for people --------------------------------------------------------
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _client(c: TcpConnection) -> str:
+    mark = "*" if c.client_port_ephemeral_linux or c.client_port_ephemeral_iana else ""
+    return f"{c.client}{mark}" + (" (inferred)" if c.inferred else "")
+
+
+def summary_line(cap: Capture, n_tcp: int, n_udp: int) -> str:
+    span = _span(cap.first_ts_ns, cap.last_ts_ns)
+    start = (
+        datetime.fromtimestamp(cap.first_ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if cap.first_ts_ns is not None
+        else "no timestamps"
+    )
+    return (
+        f"{cap.file}: {cap.format}, {'/'.join(cap.linktypes) or 'no interfaces'}, "
+        f"{cap.packets} packets, {start}, {_num(ms(span))} ms; "
+        f"{n_tcp} TCP connections, {n_udp} UDP flows"
+    )
+
+
+def tcp_table(conns: Iterable[TcpConnection]) -> str:
+    rows = [
+        [
+            c.index, _client(c), str(c.server), c.state,
+            _num(c.handshake.rtt_ms), _num(c.handshake.syn_synack_ms), _num(c.handshake.synack_ack_ms),
+            c.c2s.packets, c.c2s.payload_bytes, c.s2c.packets, c.s2c.payload_bytes,
+            _num(c.duration_ms),
+        ]
+        for c in conns
+    ]
+    headers = [
+        "#", "client", "server", "state", "rtt (ms)", "syn→synack (ms)", "synack→ack (ms)",
+        "c2s pkts", "c2s bytes", "s2c pkts", "s2c bytes", "duration (ms)",
+    ]
+    return tabulate(rows, headers, disable_numparse=True, colalign=_right(headers, 4))
+
+
+def udp_table(flows: Iterable[UdpFlow]) -> str:
+    rows = [
+        [
+            f.index, str(f.a), str(f.b), f.a2b.packets, f.a2b.bytes, f.b2a.packets, f.b2a.bytes,
+            f.rtt_ms.count, _num(f.rtt_ms.median),
+        ]
+        for f in flows
+    ]
+    headers = ["#", "a", "b", "a→b pkts", "a→b bytes", "b→a pkts", "b→a bytes", "replies", "rtt median (ms)"]
+    return tabulate(rows, headers, disable_numparse=True, colalign=_right(headers, 3))
+
+
+def _right(headers: list[str], first_numeric: int) -> list[str]:
+    return ["right"] + ["left"] * (first_numeric - 1) + ["right"] * (len(headers) - first_numeric)
+
+
+def defects_line(cap: Capture) -> str | None:
+    if not cap.defects:
+        return None
+    parts = ", ".join(f"{kind} {count}" for kind, count in cap.defects.items())
+    return f"not analyzed: {parts} packets"
+
+
+def connection_detail(c: TcpConnection) -> str:
+    """Every measured fact about one connection, as a two-column table."""
+    h = c.handshake
+    rows: list[tuple[str, Any]] = [
+        ("connection", c.index),
+        ("client", _client(c)),
+        ("client port ephemeral", _ranges(c)),
+        ("server", str(c.server)),
+        ("vlan", ",".join(map(str, c.vlan)) or "-"),
+        ("state", f"{c.state} ({CONN_STATES.get(c.state, '')})"),
+        ("closed by", c.closed_by or "-"),
+        ("packets", f"{c.first_packet} .. {c.last_packet}"),
+        ("duration (ms)", _num(c.duration_ms)),
+        ("SYN sent (count)", h.syn_count),
+        ("SYN → SYN/ACK (ms)", _num(h.syn_synack_ms)),
+        ("SYN/ACK → ACK (ms)", _num(h.synack_ack_ms)),
+        ("handshake rtt (ms)", _num(h.rtt_ms)),
+    ]
+    table = tabulate(rows, tablefmt="plain", disable_numparse=True)
+    per_dir = [
+        [name, getattr(c.c2s, name), getattr(c.s2c, name)]
+        for name in (f.name for f in fields(Direction))
+        if not is_dataclass(getattr(c.c2s, name))
+    ]
+    for label, attr in (("min", "min"), ("median", "median"), ("p95", "p95"), ("max", "max")):
+        per_dir.append([f"payload size {label} (B)", getattr(c.c2s.payload, attr), getattr(c.s2c.payload, attr)])
+    dirs = tabulate(
+        [[k, "-" if a is None else a, "-" if b is None else b] for k, a, b in per_dir],
+        ["", "c2s", "s2c"], disable_numparse=True, colalign=("left", "right", "right"),
+    )
+    return f"{table}\n\n{dirs}"
+
+
+def _ranges(c: TcpConnection) -> str:
+    ranges = [n for n, ok in (("Linux 32768-60999", c.client_port_ephemeral_linux),
+                              ("IANA 49152-65535", c.client_port_ephemeral_iana)) if ok]
+    return ", ".join(ranges) or "no"
+
+
+def text_report(cap: Capture, tcp: list[TcpConnection], udp: list[UdpFlow]) -> str:
+    parts = [summary_line(cap, len(tcp), len(udp))]
+    if tcp:
+        parts.append("\nTCP connections (* = client port in an ephemeral range)\n" + tcp_table(tcp))
+    if udp:
+        parts.append("\nUDP flows\n" + udp_table(udp))
+    extra = defects_line(cap)
+    if extra:
+        parts.append("\n" + extra)
+    parts.extend(f"warning: {w}" for w in cap.warnings)
+    return "\n".join(parts)
+
