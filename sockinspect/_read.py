@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
@@ -272,7 +273,7 @@ def _open(path: str) -> tuple[BinaryIO, bytes, str]:
     unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
     try:
         head = unzipped.read(4)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raw.close()
         raise CaptureFormatError(f"{path}: gzip-compressed but cannot be decompressed: {exc}") from None
     if not head:
@@ -288,11 +289,20 @@ class _SafeGzip:
         self.gz, self.fileobj, self.damaged = gz, raw, False
 
     def read(self, n: int) -> bytes:
-        try:
-            return self.gz.read(n)
-        except (OSError, EOFError):
-            self.damaged = True
-            return b""
+        # Small read1 steps, so that damage loses at most one step of good data.
+        parts: list[bytes] = []
+        size = 0
+        while size < n and not self.damaged:
+            try:
+                part = self.gz.read1(min(n - size, 8192))
+            except (OSError, EOFError, zlib.error):
+                self.damaged = True
+                break
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
     def close(self) -> None:
         self.gz.close()

@@ -1,0 +1,123 @@
+"""The command line, run in-process: outputs, filters and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from sockinspect._cli import main
+
+CORPUS = Path(__file__).parent / "data" / "corpus"
+GET = str(CORPUS / "zeek__get.trace")
+HTTP = str(CORPUS / "dpkt__http.pcap")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_table_has_units_and_roles(capsys):
+    code, out, err = run(capsys, "analyze", GET)
+    assert code == 0 and not err
+    assert "rtt (ms)" in out and "c2s bytes" in out
+    assert "141.142.228.5:59856*" in out and "192.150.187.43:80" in out and " SF " in out
+
+
+def test_json_has_the_documented_keys(capsys):
+    code, out, _ = run(capsys, "analyze", GET, HTTP, "--json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(docs) == 2
+    doc = docs[0]
+    assert doc["schema_version"] == 1 and doc["packets"] == 14
+    assert doc["warnings"] == [] and doc["defects"] == {}
+    conn = doc["tcp"][0]
+    assert conn["client"] == {"addr": "141.142.228.5", "port": 59856, "inferred": False,
+                              "ephemeral_linux": True, "ephemeral_iana": True}
+    assert conn["server"] == {"addr": "192.150.187.43", "port": 80}
+    assert conn["state"] == "SF"
+    assert conn["handshake"]["rtt_ms"] == 70.034
+    assert conn["handshake"]["syn_synack_ms"] == 69.74 and conn["handshake"]["synack_ack_ms"] == 0.294
+    assert (conn["c2s"]["packets"], conn["c2s"]["payload_bytes"], conn["c2s"]["segments"]) == (7, 136, 1)
+    assert (conn["s2c"]["packets"], conn["s2c"]["payload_bytes"], conn["s2c"]["segments"]) == (7, 5007, 4)
+    flow = docs[1]["udp"][0]
+    assert set(flow) >= {"a", "b", "a2b", "b2a"}
+    assert flow["a2b"] == {"packets": 1, "bytes": 47, "frame_bytes": 89}
+    assert docs[1]["tcp"][1]["client"]["inferred"] is True
+    assert docs[1]["tcp"][1]["handshake"]["rtt_ms"] is None
+
+
+def test_docs_mention_every_json_key(capsys):
+    _, out, _ = run(capsys, "analyze", HTTP, "--json")
+    doc = json.loads(out)
+    text = (Path(__file__).parents[1] / "docs" / "json.md").read_text()
+
+    def keys(obj, prefix=""):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if prefix in ("defects.",):
+                    continue
+                yield prefix + k
+                yield from keys(v, prefix + k + ".")
+        elif isinstance(obj, list) and obj and isinstance(obj[0], dict):
+            yield from keys(obj[0], prefix[:-1] + "[].")
+
+    # s2c and b2a have the same keys as c2s and a2b, documented once.
+    same = {".s2c": ".c2s", ".b2a": ".a2b"}
+    normal = {k.replace(".s2c", same[".s2c"]).replace(".b2a", same[".b2a"]) for k in keys(doc)}
+    missing = sorted(k for k in normal if f"`{k}`" not in text)
+    assert not missing, f"undocumented JSON keys: {missing}"
+
+
+def test_csv(capsys):
+    code, out, _ = run(capsys, "analyze", HTTP, GET, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 4  # header printed once for both files
+    assert rows[0]["proto"] == "tcp" and rows[0]["client_port"] == "3372"
+    assert rows[2]["proto"] == "udp" and rows[2]["server_port"] == "53"
+
+
+def test_filters(capsys):
+    _, out, _ = run(capsys, "analyze", HTTP, "--json", "--port", "53")
+    doc = json.loads(out)
+    assert doc["tcp"] == [] and len(doc["udp"]) == 1
+    _, out, _ = run(capsys, "analyze", HTTP, "--json", "--host", "216.239.59.99")
+    doc = json.loads(out)
+    assert [c["server"]["addr"] for c in doc["tcp"]] == ["216.239.59.99"] and doc["udp"] == []
+
+
+def test_connection_detail(capsys):
+    code, out, _ = run(capsys, "analyze", GET, "--connection", "0")
+    assert code == 0
+    assert "SF (established, closed with FIN both ways)" in out
+    assert "handshake rtt (ms)" in out and "70.034" in out
+    code, _, err = run(capsys, "analyze", GET, "--connection", "5")
+    assert code == 2 and "no TCP connection #5" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze"],
+        ["analyze", GET, "--port", "70000"],
+        ["analyze", GET, "--connection", "-1"],
+        ["analyze", GET, "--json", "--csv"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+
+
+def test_unreadable_file_among_good_ones(capsys, tmp_path):
+    code, out, err = run(capsys, "analyze", str(tmp_path / "missing.pcap"), GET)
+    assert code == 2 and "no such file" in err and "192.150.187.43:80" in out

@@ -1,0 +1,134 @@
+"""Connection rebuilding on packets built in memory: roles, handshake, states, reuse."""
+
+from __future__ import annotations
+
+from helpers import CLIENT, SERVER, analyze_frames, full_connection, handshake, tcp, udp
+from scapy.layers.inet import IP, UDP, fragment
+from scapy.layers.l2 import Ether
+
+
+def test_full_connection(tmp_path):
+    cap = analyze_frames(tmp_path, full_connection())
+    conn = cap.tcp.only()
+    assert (conn.client.addr, conn.client.port) == (CLIENT, 40000)
+    assert (conn.server.addr, conn.server.port) == (SERVER, 5000)
+    assert not conn.inferred
+    assert conn.state == "SF" and conn.closed_by == "client"
+    assert conn.handshake.complete
+    assert conn.handshake.syn_synack_ms == 1.0 and conn.handshake.synack_ack_ms == 1.0
+    assert conn.handshake.rtt_ms == 2.0
+    assert (conn.c2s.packets, conn.c2s.payload_bytes, conn.c2s.segments) == (5, 5, 1)
+    assert (conn.s2c.packets, conn.s2c.payload_bytes, conn.s2c.segments) == (3, 6, 1)
+    assert (conn.c2s.mss, conn.c2s.wscale, conn.s2c.mss, conn.s2c.wscale) == (1460, 7, 1400, None)
+    assert conn.client_port_ephemeral_linux and not conn.client_port_ephemeral_iana
+    assert conn.duration_ms == 7.0  # 8 packets, 1 ms apart
+
+
+def test_states(tmp_path):
+    syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 1)
+    rst_ack = tcp(SERVER, CLIENT, 5000, 40000, "RA", 0, 2)
+    assert analyze_frames(tmp_path, [syn]).tcp.only().state == "S0"
+    assert analyze_frames(tmp_path, [syn, rst_ack]).tcp.only().state == "REJ"
+    assert analyze_frames(tmp_path, [syn, tcp(CLIENT, SERVER, 40000, 5000, "R", 2)]).tcp.only().state == "RSTOS0"
+    est = handshake(cseq=1, sseq=100)
+    assert analyze_frames(tmp_path, est).tcp.only().state == "S1"
+    client_rst = tcp(CLIENT, SERVER, 40000, 5000, "R", 2)
+    assert analyze_frames(tmp_path, [*est, client_rst]).tcp.only().state == "RSTO"
+    server_rst = tcp(SERVER, CLIENT, 5000, 40000, "R", 101)
+    conn = analyze_frames(tmp_path, [*est, server_rst]).tcp.only()
+    assert (conn.state, conn.closed_by, conn.s2c.rsts) == ("RSTR", "server", 1)
+    fin = tcp(CLIENT, SERVER, 40000, 5000, "FA", 2, 101)
+    assert analyze_frames(tmp_path, [*est, fin]).tcp.only().state == "S2"
+
+
+def test_syn_retry_is_one_connection(tmp_path):
+    syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 7)
+    conn = analyze_frames(tmp_path, [syn, syn, *handshake(cseq=7)[1:]]).tcp.only()
+    assert (conn.handshake.syn_count, conn.handshake.syn_retries) == (2, 1)
+    assert conn.handshake.rtt_ms == 3.0  # from the first SYN
+
+
+def test_port_reuse_starts_a_new_connection(tmp_path):
+    first = full_connection(cseq=1000)
+    second = full_connection(cseq=900_000)
+    cap = analyze_frames(tmp_path, first + second)
+    assert len(cap.tcp) == 2
+    assert [c.state for c in cap.tcp] == ["SF", "SF"]
+    assert [c.first_packet for c in cap.tcp] == [1, 9]
+
+
+def test_mid_stream_capture_infers_the_client(tmp_path):
+    # The server (port 80) speaks first; the client is the side on the ephemeral port.
+    frames = [
+        tcp(SERVER, CLIENT, 80, 51000, "PA", 10, 20, b"data"),
+        tcp(CLIENT, SERVER, 51000, 80, "A", 20, 14),
+    ]
+    conn = analyze_frames(tmp_path, frames).tcp.only()
+    assert conn.inferred and conn.state == "OTH"
+    assert conn.client.port == 51000 and conn.server.port == 80
+    assert conn.s2c.payload_bytes == 4
+    assert conn.handshake.rtt_ms is None
+
+
+def test_synack_before_syn_keeps_roles(tmp_path):
+    syn, synack, ack = handshake()
+    conn = analyze_frames(tmp_path, [synack, syn, ack]).tcp.only()
+    assert conn.client.port == 40000 and not conn.inferred
+    assert conn.handshake.syn_synack_ms == -1.0  # as captured: the SYN/ACK came first
+    assert conn.handshake.rtt_ms == 1.0
+
+
+def test_retransmission_is_counted(tmp_path):
+    frames = full_connection()
+    cap = analyze_frames(tmp_path, frames[:4] + [frames[3]] + frames[4:])
+    conn = cap.tcp.only()
+    assert conn.c2s.retransmissions == 1 and conn.c2s.payload_bytes == 10
+
+
+def test_vlans_separate_connections_but_not_directions(tmp_path):
+    two = analyze_frames(tmp_path, full_connection(vlan=(10,)) + full_connection(vlan=(20,)))
+    assert [c.vlan for c in two.tcp] == [(10,), (20,)]
+    syn, synack, ack = handshake()
+    asym = [
+        tcp(CLIENT, SERVER, 40000, 5000, "S", 1000, vlan=(81,)),
+        tcp(SERVER, CLIENT, 5000, 40000, "SA", 5000, 1001, vlan=(80,)),
+        tcp(CLIENT, SERVER, 40000, 5000, "A", 1001, 5001, vlan=(81,)),
+    ]
+    conn = analyze_frames(tmp_path, asym).tcp.only()
+    assert conn.handshake.complete and conn.s2c.packets == 1
+
+
+def test_ipv6(tmp_path):
+    conn = analyze_frames(tmp_path, full_connection(client="2001:db8::3", server="2001:db8::2")).tcp.only()
+    assert conn.client.addr == "2001:db8::3" and conn.state == "SF"
+    assert str(conn.client) == "[2001:db8::3]:40000"
+
+
+def test_udp_flow_and_round_trips(tmp_path):
+    frames = []
+    for i in range(3):
+        frames.append(udp(CLIENT, SERVER, 40001, 53, b"q" * (10 + i)))
+        frames.append(udp(SERVER, CLIENT, 53, 40001, b"a" * 100))
+    flow = analyze_frames(tmp_path, frames).udp.only()
+    assert (flow.a.port, flow.b.port) == (40001, 53)
+    assert (flow.a2b.packets, flow.a2b.bytes, flow.b2a.packets, flow.b2a.bytes) == (3, 33, 3, 300)
+    assert flow.rtt_ms.count == 3 and flow.rtt_ms.median == 1.0
+
+
+def test_fragments_are_reassembled(tmp_path):
+    big = IP(src=CLIENT, dst=SERVER, id=77) / UDP(sport=40002, dport=9) / (b"x" * 3000)
+    frames = [bytes(Ether() / f) for f in fragment(big, fragsize=1000)]
+    cap = analyze_frames(tmp_path, frames)
+    flow = cap.udp.only()
+    assert flow.a2b.bytes == 3000 and flow.a2b.packets == 1
+    assert flow.first_packet == len(frames)  # counted on the frame completing the datagram
+    assert cap.defects == {"ip_fragment": len(frames) - 1}
+
+
+def test_truncated_header_is_a_warning_not_a_crash(tmp_path):
+    frames = full_connection()
+    frames[3] = frames[3][: 14 + 20 + 10]  # cut inside the TCP header
+    cap = analyze_frames(tmp_path, frames)
+    assert cap.defects == {"truncated": 1}
+    assert cap.warnings == ("packet 4: TCP header cut short",)
+    assert cap.tcp.only().c2s.packets == 4
