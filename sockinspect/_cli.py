@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from . import __version__
 from ._analyze import analyze
 from ._model import Capture, Selection, TcpConnection, UdpFlow
-from ._report import connection_detail, csv_text, text_report, to_csv_rows, to_dict
+from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
 from .errors import SockinspectError
 
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--port", type=_port, action="append", help="only connections/flows with this port (repeatable)")
     an.add_argument("--host", action="append", help="only connections/flows with this address (repeatable)")
     an.add_argument("--connection", type=_index, metavar="N", help="show TCP connection N (the # column) in detail")
+    an.add_argument("--compare", action="store_true",
+                    help="set two or more captures side by side: sizes, Nagle, ACK delays, stalls, latency")
     an.set_defaults(run=_cmd_analyze)
     return parser
 
@@ -96,6 +98,8 @@ def _progress_printer(path: str):  # noqa: ANN202
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _cmd_compare(args)
     status = 0
     first_csv = True
     for path in args.files:
@@ -126,6 +130,33 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         else:
             print(text_report(cap, list(tcp), list(udp)))
     return status
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    if len(args.files) < 2:
+        print("sockinspect analyze: error: --compare needs two or more capture files", file=sys.stderr)
+        return 2
+    if args.connection is not None:
+        print("sockinspect analyze: error: --compare and --connection do not go together", file=sys.stderr)
+        return 2
+    caps = []
+    for path in args.files:
+        try:
+            cap = analyze(path, progress=_progress_printer(path))
+        except SockinspectError as exc:
+            print(f"sockinspect: {exc}", file=sys.stderr)
+            return 2
+        tcp, udp = _select(cap, args.port, args.host)
+        caps.append((cap, list(tcp), list(udp)))
+    if args.json:
+        docs = [to_dict(cap, tcp, udp) for cap, tcp, udp in caps]
+        print(json.dumps({"schema_version": docs[0]["schema_version"], "compare": docs}, separators=(",", ":")))
+    elif args.csv:
+        rows = [row for cap, tcp, udp in caps for row in to_csv_rows(cap, tcp, udp)]
+        print(csv_text(rows), end="")
+    else:
+        print(compare_table([(cap, tcp) for cap, tcp, _ in caps]))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,12 +17,14 @@ from collections.abc import Callable
 
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
-from ._metrics import conn_state, stats_from_counts, stats_from_values
+from ._delays import FOLLOW_BASE_NS, NagleEvidence, SenderTimeline, nagle_verdict
+from ._metrics import conn_state, sizes_from_counts, stats_from_counts, stats_from_values
 from ._model import (
     Direction,
     Endpoint,
     Handshake,
     Selection,
+    Stats,
     TcpConnection,
     UdpDirection,
     UdpFlow,
@@ -52,14 +54,17 @@ class _Side:
         self.high_seq: int | None = None  # highest sequence number sent so far (end of data)
         self.retransmissions = self.fins = self.rsts = 0
 
-    def direction(self) -> Direction:
+    def direction(self, timeline: SenderTimeline) -> Direction:
+        timeline.confirm_tail()  # the end of the capture ends the sender's queue too
         opts = parse_syn_options(self.syn_options) if self.syn_options is not None else None
+        evidence = NagleEvidence(timeline.small, timeline.held, timeline.small_unacked)
+        delays = stats_from_counts(timeline.delays_us)
         return Direction(
             packets=self.packets,
             payload_bytes=self.payload_bytes,
             segments=self.segments,
             frame_bytes=self.frame_bytes,
-            payload=stats_from_counts(self.sizes),
+            sizes=sizes_from_counts(self.sizes, timeline.mss),
             mss=opts.mss if opts else None,
             wscale=opts.wscale if opts else None,
             sack_perm=opts.sack_perm if opts else None,
@@ -67,7 +72,18 @@ class _Side:
             retransmissions=self.retransmissions,
             fins=self.fins,
             rsts=self.rsts,
+            nagle=nagle_verdict(evidence),
+            nagle_evidence=evidence,
+            ack_delay_ms=_us_to_ms(delays),
+            delayed_acks=timeline.delayed_acks,
+            stall_list=tuple(timeline.stalls),
+            stall_count=timeline.stall_count,
+            stall_ns_total=timeline.stall_ns,
         )
+
+
+def _us_to_ms(st: Stats) -> Stats:
+    return Stats(st.count, *(None if v is None else v / 1000 for v in (st.min, st.median, st.p95, st.max)))
 
 
 class _TcpBuilder:
@@ -75,7 +91,8 @@ class _TcpBuilder:
 
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "synack_ts",
                  "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
-                 "first_ts", "last_ts", "first_packet", "last_packet")
+                 "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
+                 "latencies_us")
 
     def __init__(self, index: int, pkt: Packet) -> None:
         self.index = index
@@ -91,6 +108,9 @@ class _TcpBuilder:
         self.first_rst: int | None = None
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
+        self.timelines = (SenderTimeline(), SenderTimeline())  # by sending side
+        self.request_ts: int | None = None  # client data not answered yet
+        self.latencies_us: Counter[int] = Counter()
 
     def side_of(self, pkt: Packet) -> int:
         return 0 if pkt.sport == self.port[0] and pkt.src == self.addr[0] else 1
@@ -119,7 +139,17 @@ class _TcpBuilder:
         side.frame_bytes += pkt.wirelen
         n = pkt.payload_len
         seq = pkt.seq
+        if flags & ACK:
+            self.timelines[1 - s].ack(pkt.ack, ts, pkt.number, n > 0)
         if n:
+            self.timelines[s].data(seq, n, ts, pkt.number, bool(flags & FIN))
+            if ts is not None and self.client is not None:
+                if s == self.client:
+                    if self.request_ts is None:
+                        self.request_ts = ts
+                elif self.request_ts is not None:
+                    self.latencies_us[(ts - self.request_ts) // 1000] += 1
+                    self.request_ts = None
             side.payload_bytes += n
             side.segments += 1
             side.sizes[n] += 1
@@ -152,6 +182,7 @@ class _TcpBuilder:
         elif (flags & (ACK | RST) == ACK and s == self.client and self.ack_ts is None
               and self.synack_count):
             self.ack_ts = ts
+            self._configure_timelines()
         if flags & FIN:
             side.fins += 1
             if self.first_close is None:
@@ -168,6 +199,18 @@ class _TcpBuilder:
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
         self.last_packet = pkt.number
+
+    def _configure_timelines(self) -> None:
+        """With the handshake done: each sender's MSS is what its peer announced."""
+        opts = [parse_syn_options(side.syn_options or b"") for side in self.sides]
+        both_ts = opts[0].timestamps and opts[1].timestamps
+        rtt = self.ack_ts - self.syn_ts if self.ack_ts is not None and self.syn_ts is not None else 0
+        for s in (0, 1):
+            peer_mss = opts[1 - s].mss
+            timeline = self.timelines[s]
+            if peer_mss:
+                timeline.mss = peer_mss - (_linux.TIMESTAMP_OPTION_BYTES if both_ts else 0)
+            timeline.follow_ns = FOLLOW_BASE_NS + max(rtt, 0)
 
     def build(self, name: Callable[[bytes], str]) -> TcpConnection:
         inferred = self.client is None
@@ -188,8 +231,8 @@ class _TcpBuilder:
                 syn_count=self.syn_count,
                 synack_count=self.synack_count,
             ),
-            c2s=self.sides[c].direction(),
-            s2c=self.sides[s].direction(),
+            c2s=self.sides[c].direction(self.timelines[c]),
+            s2c=self.sides[s].direction(self.timelines[s]),
             state=conn_state(
                 syn=self.syn_count > 0,
                 synack=self.synack_count > 0,
@@ -204,6 +247,7 @@ class _TcpBuilder:
             last_packet=self.last_packet,
             client_port_ephemeral_linux=client_port in _linux.LINUX_EPHEMERAL_PORTS,
             client_port_ephemeral_iana=client_port in _linux.IANA_EPHEMERAL_PORTS,
+            request_latency_ms=_us_to_ms(stats_from_counts(self.latencies_us)),
         )
 
 

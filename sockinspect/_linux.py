@@ -15,6 +15,11 @@ Sources (Linux 6.x):
 DELAYED_ACK_MIN_NS = 40_000_000
 DELAYED_ACK_MAX_NS = 200_000_000
 QUICKACK_MAX_SEGMENTS = 16
+# An ACK this late after the data it covers is taken for the delayed-ACK timer:
+# 5 ms below its 40 ms minimum, for timer slack and the capture point's clock.
+DELAYED_ACK_THRESHOLD_NS = DELAYED_ACK_MIN_NS - 5_000_000
+# TCP timestamps take 12 bytes of options (10 + 2 NOPs) in every segment.
+TIMESTAMP_OPTION_BYTES = 12
 
 LINUX_EPHEMERAL_PORTS = range(32768, 61000)
 IANA_EPHEMERAL_PORTS = range(49152, 65536)

@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from ._model import Stats
+from ._model import Sizes, Stats
 
 
 def stats_from_counts(counts: Counter[int]) -> Stats:
@@ -23,6 +23,23 @@ def stats_from_counts(counts: Counter[int]) -> Stats:
         p95=_nth_of_counts(values, counts, math.ceil(0.95 * n)),
         max=values[-1],
     )
+
+
+def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:
+    """Size distribution with buckets relative to the MSS: 1-63 B, 64-511 B,
+    512 B to MSS-1, exactly MSS, above MSS (segmentation offload at the capture point)."""
+    st = stats_from_counts(counts)
+    if not st.count:
+        return Sizes(mss=mss)
+    if mss is None:
+        edges = [("1-63", 1, 63), ("64-511", 64, 511), ("512+", 512, 1 << 32)]
+    else:
+        edges = [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
+                 (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
+    histogram = tuple((label, sum(c for v, c in counts.items() if lo <= v <= hi)) for label, lo, hi in edges)
+    sub = sum(c for v, c in counts.items() if v < mss) if mss is not None else 0
+    return Sizes(count=st.count, min=st.min, median=st.median, p95=st.p95, max=st.max, mss=mss,
+                 sub_mss=sub, histogram=histogram)
 
 
 def stats_from_values(values: Sequence[float]) -> Stats:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ._delays import NagleEvidence, Stall
+
 
 def ms(ns: int | None) -> float | None:
     """Nanoseconds to milliseconds (3 decimals kept by the report), None stays None."""
@@ -34,6 +36,20 @@ class Stats:
     median: float | None = None
     p95: float | None = None
     max: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """Payload sizes of the segments that carried data, in bytes, relative to the MSS."""
+
+    count: int = 0
+    min: int | None = None
+    median: float | None = None
+    p95: int | None = None
+    max: int | None = None
+    mss: int | None = None  # the full-sized payload the buckets use (None: not known)
+    sub_mss: int = 0  # segments smaller than ``mss``
+    histogram: tuple[tuple[str, int], ...] = ()  # (bucket label, segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +96,7 @@ class Direction:
     payload_bytes: int = 0
     segments: int = 0  # segments carrying payload
     frame_bytes: int = 0  # wire length of the frames, link header included
-    payload: Stats = field(default_factory=Stats)  # payload sizes of the segments, bytes
+    sizes: Sizes = field(default_factory=Sizes)
     mss: int | None = None  # from this side's SYN options
     wscale: int | None = None
     sack_perm: bool | None = None
@@ -88,6 +104,21 @@ class Direction:
     retransmissions: int = 0
     fins: int = 0
     rsts: int = 0
+    nagle: str = "unknown"  # "on", "off" or "unknown": the sender's Nagle algorithm
+    nagle_evidence: NagleEvidence = field(default_factory=NagleEvidence)
+    ack_delay_ms: Stats = field(default_factory=Stats)  # data segment -> first ACK covering it
+    delayed_acks: int = 0  # ACKs of this direction's data held by the receiver's delayed-ACK timer
+    stall_list: tuple[Stall, ...] = ()  # the first 1000 stalls
+    stall_count: int = 0
+    stall_ns_total: int = 0
+
+    @property
+    def stalls(self) -> int:
+        return self.stall_count
+
+    @property
+    def stall_ms_total(self) -> float:
+        return self.stall_ns_total / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +141,7 @@ class TcpConnection:
     last_packet: int
     client_port_ephemeral_linux: bool
     client_port_ephemeral_iana: bool
+    request_latency_ms: Stats = field(default_factory=Stats)  # client data -> first server data after it
 
     @property
     def duration_ms(self) -> float | None:

@@ -13,7 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ._metrics import CONN_STATES
-from ._model import Capture, Direction, Stats, TcpConnection, UdpFlow, ms
+from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow, ms
 
 SCHEMA_VERSION = 1
 
@@ -25,7 +25,7 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _stats(s: Stats) -> dict[str, Any]:
+def _stats(s: Stats | Sizes) -> dict[str, Any]:
     return {"count": s.count, "min": s.min, "median": s.median, "p95": s.p95, "max": s.max}
 
 
@@ -35,7 +35,12 @@ def _direction(d: Direction) -> dict[str, Any]:
         "payload_bytes": d.payload_bytes,
         "segments": d.segments,
         "frame_bytes": d.frame_bytes,
-        "payload_size": _stats(d.payload),
+        "sizes": {
+            **_stats(d.sizes),
+            "mss": d.sizes.mss,
+            "sub_mss": d.sizes.sub_mss,
+            "histogram": dict(d.sizes.histogram),
+        },
         "mss": d.mss,
         "wscale": d.wscale,
         "sack_perm": d.sack_perm,
@@ -43,7 +48,26 @@ def _direction(d: Direction) -> dict[str, Any]:
         "retransmissions": d.retransmissions,
         "fins": d.fins,
         "rsts": d.rsts,
+        "nagle": d.nagle,
+        "nagle_evidence": {
+            "small_segments": d.nagle_evidence.small_segments,
+            "held_until_ack": d.nagle_evidence.held_until_ack,
+            "small_while_small_unacked": d.nagle_evidence.small_while_small_unacked,
+        },
+        "ack_delay_ms": _rounded_stats(d.ack_delay_ms),
+        "delayed_acks": d.delayed_acks,
+        "stalls": d.stalls,
+        "stall_ms_total": _round(d.stall_ms_total),
+        "stall_list": [
+            {"data_packet": st.data_packet, "ack_packet": st.ack_packet, "next_packet": st.next_packet,
+             "ack_delay_ms": _round(st.ack_delay_ms), "gap_ms": _round(st.gap_ms)}
+            for st in d.stall_list
+        ],
     }
+
+
+def _rounded_stats(s: Stats) -> dict[str, Any]:
+    return {k: _round(v) if isinstance(v, float) else v for k, v in _stats(s).items()}
 
 
 def _ts(ns: int | None) -> float | None:
@@ -84,6 +108,7 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
         "duration_ms": _round(c.duration_ms),
         "first_packet": c.first_packet,
         "last_packet": c.last_packet,
+        "request_latency_ms": _rounded_stats(c.request_latency_ms),
     }
 
 
@@ -95,7 +120,7 @@ def udp_to_dict(f: UdpFlow) -> dict[str, Any]:
         "vlan": list(f.vlan),
         "a2b": {"packets": f.a2b.packets, "bytes": f.a2b.bytes, "frame_bytes": f.a2b.frame_bytes},
         "b2a": {"packets": f.b2a.packets, "bytes": f.b2a.bytes, "frame_bytes": f.b2a.frame_bytes},
-        "rtt_ms": {k: _round(v) if isinstance(v, float) else v for k, v in _stats(f.rtt_ms).items()},
+        "rtt_ms": _rounded_stats(f.rtt_ms),
         "first_ts": _ts(f.first_ts_ns),
         "last_ts": _ts(f.last_ts_ns),
         "first_packet": f.first_packet,
@@ -217,6 +242,35 @@ def udp_table(flows: Iterable[UdpFlow]) -> str:
     return tabulate(rows, headers, disable_numparse=True, colalign=_right(headers, 3))
 
 
+def timing_table(conns: Iterable[TcpConnection]) -> str:
+    """Per direction that carried data: sizes, Nagle verdict, ACK delays, stalls."""
+    rows = []
+    for c in conns:
+        for name in ("c2s", "s2c"):
+            d: Direction = getattr(c, name)
+            if not d.segments:
+                continue
+            z, e, a = d.sizes, d.nagle_evidence, d.ack_delay_ms
+            rows.append([
+                c.index, name, d.segments, f"{z.min}/{_num(z.median, 0)}/{z.p95}/{z.max}", z.sub_mss,
+                f"{d.nagle} ({e.held_until_ack}/{e.small_while_small_unacked})",
+                f"{_num(a.median)}/{_num(a.p95)}/{_num(a.max)}", d.delayed_acks, d.stalls,
+                _num(d.stall_ms_total, 1),
+            ])
+    headers = [
+        "#", "dir", "segments", "size min/med/p95/max (B)", "sub-MSS", "nagle (held/unacked)",
+        "ack delay med/p95/max (ms)", "delayed ACKs", "stalls", "time lost (ms)",
+    ]
+    return tabulate(rows, headers, disable_numparse=True, colalign=_right(headers, 2)) if rows else ""
+
+
+def stall_table(d: Direction) -> str:
+    rows = [[s.data_packet, s.ack_packet, s.next_packet, _num(s.ack_delay_ms), _num(s.gap_ms)]
+            for s in d.stall_list]
+    headers = ["data pkt", "delayed ACK pkt", "next data pkt", "ACK delay (ms)", "gap (ms)"]
+    return tabulate(rows, headers, disable_numparse=True, colalign=["right"] * 5)
+
+
 def _right(headers: list[str], first_numeric: int) -> list[str]:
     return ["right"] + ["left"] * (first_numeric - 1) + ["right"] * (len(headers) - first_numeric)
 
@@ -250,15 +304,83 @@ def connection_detail(c: TcpConnection) -> str:
     per_dir = [
         [name, getattr(c.c2s, name), getattr(c.s2c, name)]
         for name in (f.name for f in fields(Direction))
-        if not is_dataclass(getattr(c.c2s, name))
+        if not is_dataclass(getattr(c.c2s, name)) and name not in ("stall_list", "stall_ns_total")
     ]
-    for label, attr in (("min", "min"), ("median", "median"), ("p95", "p95"), ("max", "max")):
-        per_dir.append([f"payload size {label} (B)", getattr(c.c2s.payload, attr), getattr(c.s2c.payload, attr)])
+    for label in ("min", "median", "p95", "max"):
+        per_dir.append([f"payload size {label} (B)", getattr(c.c2s.sizes, label), getattr(c.s2c.sizes, label)])
+    per_dir.append(["sub-MSS segments", c.c2s.sizes.sub_mss, c.s2c.sizes.sub_mss])
+    for label in ("held_until_ack", "small_while_small_unacked"):
+        per_dir.append([f"nagle evidence: {label}", getattr(c.c2s.nagle_evidence, label),
+                        getattr(c.s2c.nagle_evidence, label)])
+    for label in ("count", "median", "p95", "max"):
+        unit = "" if label == "count" else " (ms)"
+        per_dir.append([f"ack delay {label}{unit}", _fmt(getattr(c.c2s.ack_delay_ms, label)),
+                        _fmt(getattr(c.s2c.ack_delay_ms, label))])
+    per_dir.append(["time lost in stalls (ms)", _num(c.c2s.stall_ms_total), _num(c.s2c.stall_ms_total)])
     dirs = tabulate(
         [[k, "-" if a is None else a, "-" if b is None else b] for k, a, b in per_dir],
         ["", "c2s", "s2c"], disable_numparse=True, colalign=("left", "right", "right"),
     )
-    return f"{table}\n\n{dirs}"
+    out = f"{table}\n\n{dirs}"
+    for name in ("c2s", "s2c"):
+        d: Direction = getattr(c, name)
+        if d.stall_list:
+            shown = "" if len(d.stall_list) == d.stalls else f" (first {len(d.stall_list)} of {d.stalls})"
+            out += f"\n\n{name} stalls: the sender waited for a delayed ACK{shown}\n{stall_table(d)}"
+    lat = c.request_latency_ms
+    if lat.count:
+        out += (f"\n\nrequest latency (client data -> server reply): {lat.count} requests, "
+                f"median {_num(lat.median)} ms, p95 {_num(lat.p95)} ms, max {_num(lat.max)} ms")
+    return out
+
+
+def _fmt(value: float | int | None) -> str:
+    return _num(value) if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def compare_table(caps: list[tuple[Capture, list[TcpConnection]]]) -> str:
+    """Captures side by side, one column each, summed over their TCP connections
+    (the sending direction that carried the most segments, usually the client's)."""
+    labels = [
+        "connections", "data direction", "segments", "size median (B)", "sub-MSS segments", "nagle",
+        "nagle evidence held/unacked", "ack delay median (ms)", "ack delay max (ms)", "delayed ACKs",
+        "stalls", "time lost (ms)", "request latency median (ms)", "request latency p95 (ms)",
+    ]
+    columns = [_compare_column(conns) for _cap, conns in caps]
+    rows = [[label, *(col[i] for col in columns)] for i, label in enumerate(labels)]
+    headers = ["", *(cap.file for cap, _ in caps)]
+    return tabulate(rows, headers, disable_numparse=True, colalign=["left"] + ["right"] * len(caps))
+
+
+def _compare_column(conns: list[TcpConnection]) -> list[str]:
+    if not conns:
+        return ["0"] + ["-"] * 13
+    dirs = {"c2s": [c.c2s for c in conns], "s2c": [c.s2c for c in conns]}
+    name = max(dirs, key=lambda k: (sum(d.segments for d in dirs[k]), k == "c2s"))
+    ds = dirs[name]
+    verdicts = sorted({d.nagle for d in ds if d.segments})
+    medians = [d.ack_delay_ms.median for d in ds if d.ack_delay_ms.median is not None]
+    maxes = [d.ack_delay_ms.max for d in ds if d.ack_delay_ms.max is not None]
+    sizes = [d.sizes.median for d in ds if d.sizes.median is not None]
+    lat = [c.request_latency_ms for c in conns if c.request_latency_ms.count]
+    return [
+        str(len(conns)), name, str(sum(d.segments for d in ds)),
+        _num(_middle(sizes), 0), str(sum(d.sizes.sub_mss for d in ds)), "/".join(verdicts) or "-",
+        f"{sum(d.nagle_evidence.held_until_ack for d in ds)}/"
+        f"{sum(d.nagle_evidence.small_while_small_unacked for d in ds)}",
+        _num(_middle(medians)), _num(max(maxes) if maxes else None), str(sum(d.delayed_acks for d in ds)),
+        str(sum(d.stalls for d in ds)), _num(sum(d.stall_ms_total for d in ds), 1),
+        _num(_middle([s.median for s in lat])), _num(max((s.p95 for s in lat), default=None)),
+    ]
+
+
+def _middle(values: list[float]) -> float | None:
+    """Median of per-connection values (one connection: its own value)."""
+    if not values:
+        return None
+    s = sorted(values)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def _ranges(c: TcpConnection) -> str:
@@ -271,6 +393,9 @@ def text_report(cap: Capture, tcp: list[TcpConnection], udp: list[UdpFlow]) -> s
     parts = [summary_line(cap, len(tcp), len(udp))]
     if tcp:
         parts.append("\nTCP connections (* = client port in an ephemeral range)\n" + tcp_table(tcp))
+        timing = timing_table(tcp)
+        if timing:
+            parts.append("\nSegment sizes, Nagle and delayed ACKs (per sending direction)\n" + timing)
     if udp:
         parts.append("\nUDP flows\n" + udp_table(udp))
     extra = defects_line(cap)

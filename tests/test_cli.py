@@ -57,10 +57,10 @@ def test_docs_mention_every_json_key(capsys):
     doc = json.loads(out)
     text = (Path(__file__).parents[1] / "docs" / "json.md").read_text()
 
-    def keys(obj, prefix=""):
+    def keys(obj, prefix=""):  # noqa: C901
         if isinstance(obj, dict):
             for k, v in obj.items():
-                if prefix in ("defects.",):
+                if prefix.endswith(("defects.", "histogram.")):  # keys are data (kinds, buckets)
                     continue
                 yield prefix + k
                 yield from keys(v, prefix + k + ".")

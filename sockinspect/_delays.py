@@ -1,0 +1,218 @@
+"""ACK delays, delayed ACKs, Nagle evidence and the stalls they cause, for one
+direction of a TCP connection (the *sender*'s data and the *receiver*'s ACKs).
+
+An incremental state machine fed by the flow tracker in file order; it keeps
+only the sender's unacknowledged segments, so memory is bounded by the window.
+
+Rules (Linux, see _linux.py for the constants and their sources):
+
+- **ACK delay** of a data segment: time from the segment to the first ACK from
+  the receiver that covers its last byte. Segments sent more than once are
+  left out (Karn's rule: the ACK cannot tell which copy it answers).
+- **Delayed ACK**: an ACK that newly covers data, carries no data itself, came
+  at least ``DELAYED_ACK_THRESHOLD_NS`` (35 ms) after the earliest segment it
+  newly covers, and covers less than two full-sized segments (Linux ACKs every
+  second full segment at once, so larger ACKs are not the delayed-ACK timer).
+- **Nagle** (tcp_output.c, ``tcp_nagle_test`` / ``tcp_minshall_check``): with
+  Nagle on, a sub-MSS segment is not sent while the sender's previous sub-MSS
+  segment is unacknowledged; FIN and urgent data are exempt. So a sub-MSS
+  segment sent while an earlier sub-MSS one is unacknowledged proves Nagle is
+  off (``small_while_small_unacked``). A sub-MSS segment sent right after a
+  pure ACK (no data) that acknowledged the previous sub-MSS segment, when the
+  wait for that ACK was much longer than the follow-up, is data that waited for
+  the ACK (``held_until_ack``): evidence for Nagle on. A pure ACK gives the
+  application no reason to write, so a write that follows it at once was
+  queued before it. Neither seen: ``unknown``. Linux applies Nagle only to
+  the tail of the send queue (``tcp_write_xmit``: ``tcp_skb_is_last ? nonagle :
+  TCP_NAGLE_PUSH``), so a segment counts as evidence only once it proves to be
+  a tail: the sender sent no new data before the receiver's next data (or the
+  end of the capture). Window-limited pieces of a bulk write are not.
+- **Stall**: a delayed ACK after which the sender's next data segment followed
+  within the follow window: the sender was waiting for that ACK. The time lost
+  is from the late-acknowledged segment to that next segment.
+
+Limits: the capture point's view of time matters: a capture near the receiver
+sees the sender's follow-up one RTT after the ACK, so the follow window is 2 ms
+plus the handshake RTT. TCP_CORK also holds sub-MSS data (until 200 ms), and an
+application that writes late right after a pure ACK by coincidence looks the
+same; repeated evidence is required for ``on``. Sub-MSS uses the MSS the
+receiver announced (minus 12 bytes when TCP timestamps are in use); without a
+SYN it is the largest payload seen so far.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from ._linux import DELAYED_ACK_THRESHOLD_NS
+
+SEQ_MOD = 1 << 32
+SEQ_HALF = 1 << 31
+FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
+WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
+MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
+MAX_STALLS_LISTED = 1000
+
+
+def _after(a: int, b: int) -> bool:
+    return 0 < (a - b) % SEQ_MOD < SEQ_HALF
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """The sender waited for a delayed ACK before sending more."""
+
+    data_packet: int  # the segment whose ACK was delayed
+    ack_packet: int  # the delayed ACK
+    next_packet: int  # the sender's next data segment
+    data_ts_ns: int
+    ack_ts_ns: int
+    next_ts_ns: int
+
+    @property
+    def ack_delay_ms(self) -> float:
+        return (self.ack_ts_ns - self.data_ts_ns) / 1e6
+
+    @property
+    def gap_ms(self) -> float:
+        """Time lost: from the late-acknowledged segment to the next one."""
+        return (self.next_ts_ns - self.data_ts_ns) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class NagleEvidence:
+    small_segments: int = 0  # sub-MSS data segments sent (first transmissions)
+    held_until_ack: int = 0  # sub-MSS data that waited for a pure ACK and followed it at once
+    small_while_small_unacked: int = 0  # sub-MSS data sent while earlier sub-MSS data was unacknowledged
+
+
+def nagle_verdict(e: NagleEvidence) -> str:
+    """``on``, ``off`` or ``unknown`` from the counted evidence, never a guess."""
+    on, off = e.held_until_ack, e.small_while_small_unacked
+    if off and not on:
+        return "off"
+    if on >= 2 and not off:
+        return "on"
+    if on and off:  # conflicting: believe a clear majority only
+        if off >= 3 * on:
+            return "off"
+        if on >= 3 * off:
+            return "on"
+    return "unknown"
+
+
+class SenderTimeline:
+    """Data of one sender and the ACKs its peer returns; see the module docstring."""
+
+    __slots__ = ("mss", "follow_ns", "outstanding", "snd_una", "high", "sml_end", "sml_ts",
+                 "release", "pending_stall", "delays_us", "delayed_acks", "stalls", "stall_count",
+                 "stall_ns", "small", "held", "small_unacked", "max_payload", "candidate")
+
+    def __init__(self) -> None:
+        self.mss: int | None = None  # sub-MSS threshold (effective MSS), once known
+        self.follow_ns = FOLLOW_BASE_NS
+        # Unacknowledged segments: [end_seq, ts_ns, packet number, sent once?]
+        self.outstanding: deque[list] = deque()
+        self.snd_una: int | None = None
+        self.high: int | None = None  # highest end sequence sent
+        self.sml_end: int | None = None  # end of the last sub-MSS segment (Minshall's snd_sml)
+        self.sml_ts = 0
+        self.release: tuple[int, int] | None = None  # (ts, packet) of a pure ACK covering snd_sml
+        self.pending_stall: tuple[int, int, int, int] | None = None  # data pkt, data ts, ack pkt, ack ts
+        self.delays_us: Counter[int] = Counter()
+        self.delayed_acks = 0
+        self.stalls: list[Stall] = []
+        self.stall_count = 0
+        self.stall_ns = 0
+        self.small = self.held = self.small_unacked = 0
+        self.max_payload = 0
+        self.candidate: str | None = None  # "held" or "unacked": evidence if the segment proves a tail
+
+    def data(self, seq: int, n: int, ts: int | None, number: int, fin: bool) -> None:
+        """The sender sent ``n`` > 0 bytes at ``seq``."""
+        end = (seq + n) % SEQ_MOD
+        fresh = self.high is None or _after(end, self.high)
+        if n > self.max_payload:
+            self.max_payload = n
+        if ts is None:
+            return
+        if not fresh:  # a retransmission: its outstanding copies become ambiguous
+            for seg in self.outstanding:
+                if not _after(seg[0], end):
+                    seg[3] = False
+            self._follow(ts, number)
+            return
+        self.high = end
+        if self.snd_una is None:
+            self.snd_una = seq
+        self.outstanding.append([end, ts, number, True])
+        self.candidate = None  # more new data: the previous segment was not the queue's tail
+        mss = self.mss or max(self.max_payload, MIN_MSS)
+        if n < mss:
+            self.small += 1
+            if not fin:
+                sml = self.sml_end
+                if sml is not None and _after(sml, self.snd_una):
+                    self.candidate = "unacked"
+                elif self.release is not None:
+                    ack_ts = self.release[0]
+                    follow = ts - ack_ts
+                    if follow <= self.follow_ns and ack_ts - self.sml_ts >= WAIT_RATIO * max(follow, 1):
+                        self.candidate = "held"
+            self.sml_end = end
+            self.sml_ts = ts
+        self._follow(ts, number)
+
+    def _follow(self, ts: int, number: int) -> None:
+        """Any data from the sender ends the wait that a stall would measure."""
+        pending = self.pending_stall
+        if pending is not None:
+            data_pkt, data_ts, ack_pkt, ack_ts = pending
+            if ts - ack_ts <= self.follow_ns:
+                self.stall_count += 1
+                self.stall_ns += ts - data_ts
+                if len(self.stalls) < MAX_STALLS_LISTED:
+                    self.stalls.append(Stall(data_pkt, ack_pkt, number, data_ts, ack_ts, ts))
+            self.pending_stall = None
+        self.release = None
+
+    def confirm_tail(self) -> None:
+        """The last new segment was the tail of the send queue: count its evidence."""
+        if self.candidate == "held":
+            self.held += 1
+        elif self.candidate == "unacked":
+            self.small_unacked += 1
+        self.candidate = None
+
+    def ack(self, ack: int, ts: int | None, number: int, carries_data: bool) -> None:
+        """The receiver acknowledged up to ``ack``."""
+        if carries_data:  # the sender's application may be answering this data
+            self.release = None
+            self.pending_stall = None
+            self.confirm_tail()
+        una = self.snd_una
+        if ts is None or una is None or not _after(ack, una):
+            return
+        newly = (ack - una) % SEQ_MOD
+        self.snd_una = ack
+        first: list | None = None
+        clean = True
+        out = self.outstanding
+        while out and not _after(out[0][0], ack):
+            seg = out.popleft()
+            if first is None:
+                first = seg
+            if seg[3]:
+                self.delays_us[(ts - seg[1]) // 1000] += 1
+            else:
+                clean = False
+        if first is None:
+            return
+        mss = self.mss or max(self.max_payload, MIN_MSS)
+        if (not carries_data and clean and ts - first[1] >= DELAYED_ACK_THRESHOLD_NS
+                and newly < 2 * mss):
+            self.delayed_acks += 1
+            self.pending_stall = (first[2], first[1], number, ts)
+        if not carries_data and self.sml_end is not None and not _after(self.sml_end, ack):
+            self.release = (ts, number)
