@@ -17,7 +17,8 @@ Rules (Linux, see _linux.py for the constants and their sources):
   Nagle on, a sub-MSS segment is not sent while the sender's previous sub-MSS
   segment is unacknowledged; FIN and urgent data are exempt. So a sub-MSS
   segment sent while an earlier sub-MSS one is unacknowledged proves Nagle is
-  off (``small_while_small_unacked``). A sub-MSS segment sent right after a
+  off (``small_while_small_unacked``) -- as far as the capture holds every
+  ACK, so a verdict needs two such cases. A sub-MSS segment sent right after a
   pure ACK (no data) that acknowledged the previous sub-MSS segment, when the
   wait for that ACK was much longer than the follow-up, is data that waited for
   the ACK (``held_until_ack``): evidence for Nagle on. A pure ACK gives the
@@ -87,12 +88,15 @@ class NagleEvidence:
     small_while_small_unacked: int = 0  # sub-MSS data sent while earlier sub-MSS data was unacknowledged
 
 
+MIN_EVIDENCE = 2  # one case either way can be an ACK missing from the capture, or chance
+
+
 def nagle_verdict(e: NagleEvidence) -> str:
     """``on``, ``off`` or ``unknown`` from the counted evidence, never a guess."""
     on, off = e.held_until_ack, e.small_while_small_unacked
-    if off and not on:
+    if off >= MIN_EVIDENCE and not on:
         return "off"
-    if on >= 2 and not off:
+    if on >= MIN_EVIDENCE and not off:
         return "on"
     if on and off:  # conflicting: believe a clear majority only
         if off >= 3 * on:
