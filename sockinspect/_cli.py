@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 from . import __version__
 from ._analyze import analyze
+from ._check import load_rules_file, parse_rules, run_checks
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
-from .errors import SockinspectError
+from .errors import SockinspectError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--compare", action="store_true",
                     help="set two or more captures side by side: sizes, Nagle, ACK delays, stalls, latency")
     an.set_defaults(run=_cmd_analyze)
+
+    ck = sub.add_parser(
+        "check",
+        help="check rules against every selected connection (exit 1 when one fails)",
+        description="Apply rules over the JSON keys of docs/json.md to every selected TCP connection "
+        "(or UDP flow, for rules starting with 'udp.'). A rule is KEY OP VALUE, e.g. "
+        "'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off', 'state in [SF, S1]'. "
+        "Exit 0 when all pass, 1 when any fails, 2 for a bad rule or unreadable capture.",
+    )
+    ck.add_argument("capture", metavar="CAPTURE", help="capture file")
+    ck.add_argument("rules_file", nargs="?", metavar="RULES.toml",
+                    help="TOML file: expect = [\"rule\", ...], optional port = N, host = \"addr\"")
+    ck.add_argument("--expect", action="append", default=[], metavar="RULE", help="a rule (repeatable)")
+    ck.add_argument("--port", type=_port, action="append", help="only connections/flows with this port")
+    ck.add_argument("--host", action="append", help="only connections/flows with this address")
+    ck.add_argument("--json", action="store_true", help="results as one JSON document")
+    ck.set_defaults(run=_cmd_check)
     return parser
 
 
@@ -157,6 +175,46 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(compare_table([(cap, tcp) for cap, tcp, _ in caps]))
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        texts = list(args.expect)
+        ports, hosts = list(args.port or []), list(args.host or [])
+        if args.rules_file:
+            file_rules, selection = load_rules_file(args.rules_file)
+            texts = file_rules + texts
+            if "port" in selection:
+                ports.append(selection["port"])
+            if "host" in selection:
+                hosts.append(selection["host"])
+        if not texts:
+            raise UsageError("no rules: give a RULES.toml file or --expect 'KEY OP VALUE'")
+        rules = parse_rules(texts)
+        cap = analyze(args.capture)
+    except SockinspectError as exc:
+        print(f"sockinspect check: error: {exc}", file=sys.stderr)
+        return 2
+    tcp, udp = _select(cap, ports, hosts)
+    results = run_checks(cap, rules, list(tcp), list(udp))
+    unchecked = [r.text for r in rules if not any(res.rule is r for res in results)]
+    failed = sum(not r.passed for r in results) + len(unchecked)
+    if args.json:
+        print(json.dumps({
+            "schema_version": 1, "file": cap.file, "passed": failed == 0,
+            "results": [{"rule": r.rule.text, "subject": r.subject, "passed": r.passed, "seen": r.seen}
+                        for r in results],
+            "unchecked": unchecked,
+        }))
+    else:
+        for r in results:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.subject}  {r.rule.text}  (seen {json.dumps(r.seen)})")
+        for text in unchecked:
+            print(f"FAIL  {text}  (no {'UDP flow' if text.startswith('udp.') else 'TCP connection'} selected)")
+        print(f"sockinspect check: {len(results) + len(unchecked) - failed} checks passed, {failed} failed")
+    for w in cap.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
