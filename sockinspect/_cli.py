@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from ._analyze import analyze
+from ._capture import LiveCapture
 from ._check import load_rules_file, parse_rules, run_checks
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
@@ -69,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--host", action="append", help="only connections/flows with this address")
     ck.add_argument("--json", action="store_true", help="results as one JSON document")
     ck.set_defaults(run=_cmd_check)
+
+    cp = sub.add_parser(
+        "capture",
+        help="capture loopback traffic on some ports while a command runs",
+        description="Capture (in Python, no tcpdump needed) the traffic to or from the given ports "
+        "while COMMAND runs, write it as a nanosecond pcap, then print its analysis. Needs root, "
+        "or an unprivileged user + network namespace (unshare -rn). Exit: COMMAND's failure is 1, "
+        "kernel drops are 1, no capture possible is 2.",
+    )
+    cp.add_argument("-o", "--output", required=True, metavar="FILE", help="pcap file to write")
+    cp.add_argument("--port", type=_port, action="append", required=True, help="port to capture (repeatable)")
+    cp.add_argument("--interface", default="lo", help="interface (default: lo)")
+    cp.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    cp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="the command to run")
+    cp.set_defaults(run=_cmd_capture)
     return parser
 
 
@@ -215,6 +232,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for w in cap.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        print("sockinspect capture: error: give the command to run after --", file=sys.stderr)
+        return 2
+    try:
+        with LiveCapture(args.output, ports=args.port, interface=args.interface) as live:
+            try:
+                code = subprocess.call(cmd)
+            except OSError as exc:
+                print(f"sockinspect capture: error: cannot run {cmd[0]!r}: {exc.strerror}", file=sys.stderr)
+                code = 127
+        cap = analyze(args.output)
+    except SockinspectError as exc:
+        print(f"sockinspect capture: error: {exc}", file=sys.stderr)
+        return 2
+    stats = live.stats
+    if args.json:
+        print(json.dumps(to_dict(cap, cap.tcp, cap.udp), separators=(",", ":")))
+    else:
+        print(text_report(cap, list(cap.tcp), list(cap.udp)))
+    print(f"sockinspect capture: {stats.packets} packets written to {args.output}, "
+          f"{stats.dropped} dropped by the kernel", file=sys.stderr)
+    if stats.dropped:
+        print("sockinspect capture: the capture is incomplete", file=sys.stderr)
+    return 1 if code or stats.dropped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
