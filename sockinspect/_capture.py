@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,8 +54,11 @@ class LiveCapture:
     """
 
     def __init__(self, path: str | os.PathLike[str], ports: Iterable[int] | None = None,
-                 interface: str = "lo") -> None:
+                 interface: str = "lo", in_netns: Callable[[Callable[[], socket.socket]], socket.socket] | None = None
+                 ) -> None:
+        """``in_netns``: calls its argument inside the network namespace to capture in."""
         self.path = Path(path)
+        self._in_netns = in_netns
         self.ports = frozenset(ports) if ports else None
         self.interface = interface
         self.stats: CaptureStats | None = None
@@ -64,6 +67,22 @@ class LiveCapture:
         self._error: BaseException | None = None
 
     def __enter__(self) -> LiveCapture:
+        sock = self._in_netns(self._open) if self._in_netns else self._open()
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.settimeout(0.05)
+        self._sock = sock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.path, "wb")  # noqa: SIM115 - closed in __exit__
+        self._out.write(PCAP_NS_HEADER)
+        self._thread = threading.Thread(target=self._run, name="sockinspect-capture", daemon=True)
+        self._thread.start()
+        return self
+
+    def _open(self) -> socket.socket:
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError:
@@ -78,19 +97,7 @@ class LiveCapture:
         except OSError as exc:
             sock.close()
             raise CaptureError(f"cannot capture on interface {self.interface!r}: {exc.strerror}") from None
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        sock.settimeout(0.05)
-        self._sock = sock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.path, "wb")  # noqa: SIM115 - closed in __exit__
-        self._out.write(PCAP_NS_HEADER)
-        self._thread = threading.Thread(target=self._run, name="sockinspect-capture", daemon=True)
-        self._thread.start()
-        return self
+        return sock
 
     def _run(self) -> None:
         sock, out, ports = self._sock, self._out, self.ports

@@ -1,0 +1,157 @@
+"""Edge: where a scenario's server and client run.
+
+- :class:`Loopback`: both on 127.0.0.1 (or ::1), captured on ``lo``.
+- :class:`NetnsPair`: the lab's two hosts, R2 (10.10.10.2) and KALI (10.10.10.3),
+  each in its own network namespace, joined by a veth pair. Nothing is routed
+  anywhere else: the namespaces have no other interface and no default route.
+  They are always removed on exit, also after an error or Ctrl-C.
+
+Both give the command prefix that runs a program on a host, and a way to open
+the capture socket on the server's interface.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import SockinspectError
+
+CLONE_NEWNET = 0x40000000
+R2_ADDR, KALI_ADDR, PREFIX = "10.10.10.2", "10.10.10.3", 24
+T = TypeVar("T")
+
+
+class TopologyError(SockinspectError):
+    """The hosts cannot be set up here (no privilege, no ip command)."""
+
+
+class Loopback:
+    """Server and client on this host's loopback."""
+
+    name = "loopback"
+
+    def __init__(self, ipv6: bool = False) -> None:
+        self.server_addr = "::1" if ipv6 else "127.0.0.1"
+        self.client_addr = self.server_addr
+        self.capture_interface = "lo"
+
+    def __enter__(self) -> Loopback:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def server_cmd(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def client_cmd(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def in_server_netns(self, make: Callable[[], T]) -> T:
+        return make()
+
+
+class NetnsPair:
+    """R2 and KALI in their own network namespaces; see the module docstring."""
+
+    name = "netns"
+
+    def __init__(self) -> None:
+        token = secrets.token_hex(3)
+        self.r2 = f"sockinspect-R2-{token}"
+        self.kali = f"sockinspect-KALI-{token}"
+        self.r2_if, self.kali_if = f"si-r2-{token}", f"si-ka-{token}"
+        self.server_addr, self.client_addr = R2_ADDR, KALI_ADDR
+        self.capture_interface = self.r2_if
+        self._made: list[str] = []
+
+    def __enter__(self) -> NetnsPair:
+        if shutil.which("ip") is None:
+            raise TopologyError("the netns topology needs the 'ip' command (Debian package iproute2)")
+        if os.geteuid() != 0:
+            raise TopologyError("the netns topology needs root (or run sockinspect inside 'unshare -rnm')")
+        try:
+            for ns in (self.r2, self.kali):
+                _ip("netns", "add", ns)
+                self._made.append(ns)
+            _ip("link", "add", self.r2_if, "netns", self.r2, "type", "veth",
+                "peer", "name", self.kali_if, "netns", self.kali)
+            for ns, dev, addr in ((self.r2, self.r2_if, R2_ADDR), (self.kali, self.kali_if, KALI_ADDR)):
+                _ip("-n", ns, "addr", "add", f"{addr}/{PREFIX}", "dev", dev)
+                _ip("-n", ns, "link", "set", dev, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Deleting a namespace deletes its end of the veth pair, and with it the peer.
+        while self._made:
+            ns = self._made.pop()
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+
+    def server_cmd(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.r2, *argv]
+
+    def client_cmd(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.kali, *argv]
+
+    def in_server_netns(self, make: Callable[[], T]) -> T:
+        """Call ``make`` (e.g. open a capture socket) inside R2's namespace."""
+        with _netns(self.r2):
+            return make()
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise TopologyError(f"ip {' '.join(args)}: {result.stderr.strip() or 'failed'}")
+
+
+@contextmanager
+def _netns(name: str) -> Iterator[None]:
+    """Switch the calling thread into network namespace ``name`` and back.
+    Sockets created meanwhile stay in that namespace (Python 3.11 has no os.setns)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    there = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(there, CLONE_NEWNET) != 0:
+            raise TopologyError(f"cannot enter network namespace {name}: {os.strerror(ctypes.get_errno())}")
+        try:
+            yield
+        finally:
+            libc.setns(here, CLONE_NEWNET)
+    finally:
+        os.close(here)
+        os.close(there)
+
+
+def leftovers() -> list[str]:
+    """Namespaces and links sockinspect made that still exist (should be none)."""
+    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    return [line.split()[0] for line in found.splitlines() if line.startswith("sockinspect-")] + [
+        part for part in links.split() if part.startswith("si-r2-") or part.startswith("si-ka-")
+    ]
+
+
+def free_port(topology: Loopback | NetnsPair) -> int:
+    """A port the OS picks on the server side (bind to 0, read it, close)."""
+
+    def pick() -> int:
+        family = socket.AF_INET6 if ":" in topology.server_addr else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((topology.server_addr, 0))
+            return s.getsockname()[1]
+
+    return topology.in_server_netns(pick)
