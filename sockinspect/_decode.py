@@ -29,6 +29,7 @@ LINKTYPE_NAMES = {
 
 _u16 = struct.Struct("!H").unpack_from
 _ipv4 = struct.Struct("!BxHHHBBxx4s4s").unpack_from  # vihl, totlen, id, frag, ttl, proto, src, dst
+_ipv4_fast = struct.Struct("!BxH2xHxB2x4s4s").unpack_from  # vihl, totlen, frag, proto, src, dst
 _tcp = struct.Struct("!HHIIBBH").unpack_from  # sport, dport, seq, ack, off, flags, window
 _udp = struct.Struct("!HHH").unpack_from  # sport, dport, length
 _ipv6_ext = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
@@ -51,7 +52,7 @@ class Packet(NamedTuple):
     flags: int
     window: int
     payload_len: int
-    options: bytes  # raw TCP options; b"" for UDP
+    options: bytes  # raw TCP options of SYN segments (what the analysis reads); b"" otherwise
 
 
 class Defect(NamedTuple):
@@ -87,9 +88,22 @@ class Decoder:
         self.fragments = Reassembler()
 
     def decode(self, frame: Frame, number: int) -> Packet | Defect:
-        data, off = frame.data, frame.offset
-        end = off + frame.caplen
-        linktype = frame.linktype
+        ts, linktype, wirelen, data, off, caplen = frame
+        end = off + caplen
+        # Fast path: untagged Ethernet, unfragmented IPv4 without options, TCP.
+        if linktype == 1 and caplen >= 54 and data[off + 12] == 8 and data[off + 13] == 0:
+            vihl, total, frag, proto, src, dst = _ipv4_fast(data, off + 14)
+            if vihl == 0x45 and proto == TCP and not frag & 0x3FFF:
+                t = off + 34
+                sport, dport, seq, ack, off_byte, flags, window = _tcp(data, t)
+                hlen = (off_byte >> 4) * 4
+                if hlen >= 20:
+                    avail = wirelen - 14
+                    length = (total if total <= avail else avail) - 20 if total else end - t
+                    options = data[t + 20 : min(end, t + hlen)] if flags & SYN and hlen > 20 else b""
+                    payload = length - hlen
+                    return Packet(number, ts, wirelen, (), src, dst, TCP, sport, dport, seq, ack, flags,
+                                  window, payload if payload > 0 else 0, options)
         vlan: tuple[int, ...] = ()
         if linktype == 1:  # Ethernet
             if end - off < 14:
@@ -268,7 +282,7 @@ class Decoder:
             hlen = (off_byte >> 4) * 4
             if hlen < 20:
                 return Defect("bad_tcp_header", "TCP data offset below 20 bytes", True)
-            options = data[start + 20 : min(end, start + hlen)] if hlen > 20 else b""
+            options = data[start + 20 : min(end, start + hlen)] if flags & SYN and hlen > 20 else b""
             return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, TCP, sport, dport,
                           seq, ack, flags, window, max(length - hlen, 0), options)
         if end - start < 8:

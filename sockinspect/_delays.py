@@ -133,23 +133,36 @@ class SenderTimeline:
         self.max_payload = 0
         self.candidate: str | None = None  # "held" or "unacked": evidence if the segment proves a tail
 
-    def data(self, seq: int, n: int, ts: int | None, number: int, fin: bool) -> None:
-        """The sender sent ``n`` > 0 bytes at ``seq``."""
+    def data(self, seq: int, n: int, ts: int | None, number: int, fin: bool) -> bool:
+        """The sender sent ``n`` > 0 bytes at ``seq``. Returns whether they were sent before
+        (a retransmission or out-of-order arrival; a 1-byte keep-alive probe is not)."""
         end = (seq + n) % SEQ_MOD
-        fresh = self.high is None or _after(end, self.high)
+        high = self.high
+        fresh = high is None or _after(end, high)
         if n > self.max_payload:
             self.max_payload = n
-        if ts is None:
-            return
-        if not fresh:  # a retransmission: its outstanding copies become ambiguous
-            for seg in self.outstanding:
-                if not _after(seg[0], end):
-                    seg[3] = False
-            self._follow(ts, number)
-            return
+        if not fresh:
+            # A keep-alive repeats the byte just below what was acknowledged.
+            resent = not (n == 1 and (high - seq) % SEQ_MOD == 1)
+            if ts is not None:
+                self._resent(end, ts, number)
+            return resent
         self.high = end
+        if ts is None:
+            return False
         if self.snd_una is None:
             self.snd_una = seq
+        self._new_data(end, n, ts, number, fin)
+        return False
+
+    def _resent(self, end: int, ts: int, number: int) -> None:
+        """Outstanding copies of resent data become ambiguous for ACK timing."""
+        for seg in self.outstanding:
+            if not _after(seg[0], end):
+                seg[3] = False
+        self._follow(ts, number)
+
+    def _new_data(self, end: int, n: int, ts: int, number: int, fin: bool) -> None:
         self.outstanding.append([end, ts, number, True])
         self.candidate = None  # more new data: the previous segment was not the queue's tail
         mss = self.mss or max(self.max_payload, MIN_MSS)

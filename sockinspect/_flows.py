@@ -31,27 +31,19 @@ from ._model import (
 )
 
 IDLE_RESTART_NS = 300 * 1_000_000_000  # a SYN after 5 idle minutes is a new connection
-SEQ_MOD = 1 << 32
-SEQ_HALF = 1 << 31
-
-
-def seq_after(a: int, b: int) -> bool:
-    """Whether sequence number ``a`` comes after ``b`` (RFC 1982 serial arithmetic)."""
-    return 0 < (a - b) % SEQ_MOD < SEQ_HALF
 
 
 class _Side:
     """What one side of a TCP connection sent."""
 
     __slots__ = ("packets", "payload_bytes", "segments", "frame_bytes", "sizes", "syn_options",
-                 "isn", "high_seq", "retransmissions", "fins", "rsts")
+                 "isn", "retransmissions", "fins", "rsts")
 
     def __init__(self) -> None:
         self.packets = self.payload_bytes = self.segments = self.frame_bytes = 0
         self.sizes: Counter[int] = Counter()
         self.syn_options: bytes | None = None
         self.isn: int | None = None  # sequence number of this side's first SYN
-        self.high_seq: int | None = None  # highest sequence number sent so far (end of data)
         self.retransmissions = self.fins = self.rsts = 0
 
     def direction(self, timeline: SenderTimeline) -> Direction:
@@ -132,17 +124,15 @@ class _TcpBuilder:
         return side.packets > 0 and self.client is not None and self.client != s
 
     def feed(self, pkt: Packet, s: int) -> None:
+        number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, _win, n, _opts = pkt
         side = self.sides[s]
-        flags = pkt.flags
-        ts = pkt.ts_ns
         side.packets += 1
-        side.frame_bytes += pkt.wirelen
-        n = pkt.payload_len
-        seq = pkt.seq
+        side.frame_bytes += wirelen
         if flags & ACK:
-            self.timelines[1 - s].ack(pkt.ack, ts, pkt.number, n > 0)
+            self.timelines[1 - s].ack(ack, ts, number, n > 0)
         if n:
-            self.timelines[s].data(seq, n, ts, pkt.number, bool(flags & FIN))
+            if self.timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
+                side.retransmissions += 1
             if ts is not None and self.client is not None:
                 if s == self.client:
                     if self.request_ts is None:
@@ -153,14 +143,6 @@ class _TcpBuilder:
             side.payload_bytes += n
             side.segments += 1
             side.sizes[n] += 1
-            high = side.high_seq
-            end = (seq + n) % SEQ_MOD
-            if high is not None and not seq_after(end, high) and not (n == 1 and (high - seq) % SEQ_MOD == 1):
-                side.retransmissions += 1
-        if flags & (SYN | FIN | RST) or n:
-            end = (seq + n + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) % SEQ_MOD
-            if side.high_seq is None or seq_after(end, side.high_seq):
-                side.high_seq = end
         if flags & SYN:
             if flags & ACK:
                 if self.client is None:
@@ -179,7 +161,7 @@ class _TcpBuilder:
                         side.isn = seq
                         side.syn_options = pkt.options
                         self.syn_ts = ts
-        elif (flags & (ACK | RST) == ACK and s == self.client and self.ack_ts is None
+        elif (self.ack_ts is None and flags & (ACK | RST) == ACK and s == self.client
               and self.synack_count):
             self.ack_ts = ts
             self._configure_timelines()
@@ -198,7 +180,7 @@ class _TcpBuilder:
                 self.last_ts = ts
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
-        self.last_packet = pkt.number
+        self.last_packet = number
 
     def _configure_timelines(self) -> None:
         """With the handshake done: each sender's MSS is what its peer announced."""
@@ -327,8 +309,8 @@ class _Table:
         self.by_key: dict[tuple, _TcpBuilder | _UdpBuilder] = {}
         self.half_open: dict[tuple, list[_TcpBuilder | _UdpBuilder]] = {}
 
-    def get(self, pkt: Packet) -> _TcpBuilder | _UdpBuilder | None:
-        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    def get(self, pkt: Packet, key: tuple) -> _TcpBuilder | _UdpBuilder | None:
+        """The connection for ``pkt``, whose directional key is ``key``."""
         found = self.by_key.get(key)
         if found is not None:
             return found
@@ -341,9 +323,8 @@ class _Table:
         found.keys.append(key)
         return found
 
-    def add(self, builder: _TcpBuilder | _UdpBuilder, pkt: Packet) -> None:
-        """Register ``builder`` for ``pkt``'s direction, replacing any older connection."""
-        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+    def add(self, builder: _TcpBuilder | _UdpBuilder, key: tuple) -> None:
+        """Register ``builder`` for the direction ``key``, replacing any older connection."""
         old = self.by_key.get(key)
         if old is not None:
             self._drop(old)
@@ -372,29 +353,30 @@ class FlowTracker:
 
     def feed(self, pkt: Packet) -> tuple[int, int]:
         """Account one packet; returns (connection or flow index, side)."""
+        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
         if pkt.proto == TCP:
-            conn = self._tcp.get(pkt)
+            conn = self._tcp.by_key.get(key) or self._tcp.get(pkt, key)
             if conn is None:
-                conn = self._new_tcp(pkt)
+                conn = self._new_tcp(pkt, key)
                 s = 0
             else:
                 s = conn.side_of(pkt)
                 if pkt.flags & (SYN | ACK) == SYN and conn.starts_anew(pkt, s):
-                    conn = self._new_tcp(pkt)
+                    conn = self._new_tcp(pkt, key)
                     s = 0
             conn.feed(pkt, s)
             return conn.index, s
-        flow = self._udp.get(pkt)
+        flow = self._udp.get(pkt, key)
         if flow is None:
             flow = _UdpBuilder(len(self._udp_all), pkt)
             self._udp_all.append(flow)
-            self._udp.add(flow, pkt)
+            self._udp.add(flow, key)
         return flow.index, flow.feed(pkt)
 
-    def _new_tcp(self, pkt: Packet) -> _TcpBuilder:
+    def _new_tcp(self, pkt: Packet, key: tuple) -> _TcpBuilder:
         conn = _TcpBuilder(len(self._tcp_all), pkt)
         self._tcp_all.append(conn)
-        self._tcp.add(conn, pkt)
+        self._tcp.add(conn, key)
         return conn
 
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
