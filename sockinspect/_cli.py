@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from . import __version__
 from ._analyze import analyze
 from ._capture import LiveCapture
 from ._check import load_rules_file, parse_rules, run_checks
+from ._lab import lab_answers
+from ._run import Run, Runner, make_topology
+from ._scenarios import SCENARIOS, Options
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
 from .errors import SockinspectError, UsageError
@@ -86,6 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--json", action="store_true", help="print the analysis as JSON")
     cp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="the command to run")
     cp.set_defaults(run=_cmd_capture)
+
+    rc = sub.add_parser(
+        "run-and-capture",
+        help="run a lab scenario, capture it, save the pcap and print its analysis",
+        description="Start the reference server and client of a scenario, capture their traffic, save it "
+        "under captures/ and print the analysis. Scenarios: " + ", ".join([*SCENARIOS, "lab"]) + " (lab: all "
+        "of them, then the answers to Part 4 a-g of the lab, from this run's measurements).",
+    )
+    rc.add_argument("scenario", choices=[*SCENARIOS, "lab"], metavar="SCENARIO",
+                    help=f"one of: {', '.join([*SCENARIOS, 'lab'])}")
+    rc.add_argument("--topology", choices=["loopback", "netns"], default="loopback",
+                    help="loopback (default), or R2 (10.10.10.2) and KALI (10.10.10.3) in network namespaces")
+    rc.add_argument("-6", dest="ipv6", action="store_true", help="loopback over IPv6 (::1)")
+    rc.add_argument("-o", "--output", metavar="PATH",
+                    help="directory for the captures (default captures/SCENARIO), or a .pcap file "
+                    "for a scenario that makes one capture")
+    rc.add_argument("--connections", type=_positive, default=20, help="handshake: connections (default 20)")
+    rc.add_argument("--requests", type=_positive, default=25, help="nagle: requests per run (default 25)")
+    rc.add_argument("--messages", type=_positive, default=10, help="udp-vs-tcp: messages (default 10)")
+    rc.add_argument("--size", type=_size, default=4 << 20, help="file: bytes of random data (default 4M; K/M/G)")
+    rc.add_argument("--file", help="file: send this file instead of random data")
+    rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
+    rc.set_defaults(run=_cmd_run_and_capture)
     return parser
 
 
@@ -96,6 +124,29 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    factor = units.get(text[-1:].upper(), 1)
+    number = text[:-1] if factor > 1 else text
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 512K, 50M)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a size cannot be negative: {text!r}")
     return value
 
 
@@ -260,6 +311,65 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     if stats.dropped:
         print("sockinspect capture: the capture is incomplete", file=sys.stderr)
     return 1 if code or stats.dropped else 0
+
+
+def _cmd_run_and_capture(args: argparse.Namespace) -> int:
+    names = list(SCENARIOS) if args.scenario == "lab" else [args.scenario]
+    opts = Options(connections=args.connections, requests=args.requests, messages=args.messages,
+                   size=args.size, file=Path(args.file) if args.file else None)
+    if args.file and not Path(args.file).is_file():
+        print(f"sockinspect run-and-capture: error: {args.file}: no such file", file=sys.stderr)
+        return 2
+    out = Path(args.output) if args.output else Path("captures") / args.scenario
+    single = out.suffix in (".pcap", ".pcapng")
+    if single and args.scenario not in ("chat", "echo", "file", "handshake"):
+        print(f"sockinspect run-and-capture: error: {args.scenario} makes several captures: "
+              "give a directory to -o", file=sys.stderr)
+        return 2
+    progress = sys.stderr.isatty() or args.scenario in ("lab", "file")
+    results: dict[str, list[Run]] = {}
+    try:
+        with make_topology(args.topology, args.ipv6) as topology:
+            runner = Runner(topology, out.parent if single else out, progress=progress)
+            for name in names:
+                runner.say(f"running {name} on {topology.name}")
+                runs = SCENARIOS[name](runner, opts)
+                if single:
+                    runs[0].capture.replace(out)
+                    runs[0].capture = out
+                results[name] = runs
+            shutil.rmtree(runner.workdir, ignore_errors=True)
+    except SockinspectError as exc:
+        print(f"sockinspect run-and-capture: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sockinspect run-and-capture: interrupted; nothing left behind", file=sys.stderr)
+        return 130
+    return _print_runs(args, results)
+
+
+def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
+    status = 0
+    for name, runs in results.items():
+        for run in runs:
+            cap = run.analysis
+            if args.json:
+                print(json.dumps({**to_dict(cap, cap.tcp, cap.udp), "scenario": name, "run": run.label,
+                                  "problems": run.problems}, separators=(",", ":")))
+            else:
+                print(f"== {name}: {run.label} -> {run.capture}")
+                print(text_report(cap, list(cap.tcp), list(cap.udp)))
+                print()
+            for problem in run.problems:
+                print(f"sockinspect run-and-capture: CAPTURE INCOMPLETE: {problem}", file=sys.stderr)
+                status = 1
+        if len(runs) > 1 and not args.json:
+            print(f"== {name}: side by side")
+            print(compare_table([(run.analysis, list(run.analysis.tcp)) for run in runs]))
+            print()
+    if args.scenario == "lab" and not args.json:
+        print(lab_answers(results))
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
