@@ -11,18 +11,18 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from ._analyze import analyze
 from ._capture import LiveCapture
 from ._check import load_rules_file, parse_rules, run_checks
 from ._lab import lab_answers
-from ._run import Run, Runner, make_topology
-from ._scenarios import SCENARIOS, Options
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
+from ._run import Run, Runner, make_topology
+from ._scenarios import SCENARIOS, Options
 from .errors import SockinspectError, UsageError
 
 

@@ -14,6 +14,7 @@ one line of request latencies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import socketserver
 import statistics
@@ -86,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     cls = RequestServer6 if ":" in args.host else RequestServer
     with cls((args.host, args.port), RequestHandler) as server:
         print(f"listening on {args.host} {server.server_address[1]}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
