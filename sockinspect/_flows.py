@@ -37,7 +37,7 @@ class _Side:
     """What one side of a TCP connection sent."""
 
     __slots__ = ("packets", "payload_bytes", "segments", "frame_bytes", "sizes", "syn_options",
-                 "isn", "retransmissions", "fins", "rsts")
+                 "isn", "retransmissions", "fins", "rsts", "first_data_ts")
 
     def __init__(self) -> None:
         self.packets = self.payload_bytes = self.segments = self.frame_bytes = 0
@@ -45,6 +45,7 @@ class _Side:
         self.syn_options: bytes | None = None
         self.isn: int | None = None  # sequence number of this side's first SYN
         self.retransmissions = self.fins = self.rsts = 0
+        self.first_data_ts: int | None = None
 
     def direction(self, timeline: SenderTimeline) -> Direction:
         timeline.confirm_tail()  # the end of the capture ends the sender's queue too
@@ -64,6 +65,7 @@ class _Side:
             retransmissions=self.retransmissions,
             fins=self.fins,
             rsts=self.rsts,
+            first_data_ts_ns=self.first_data_ts,
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
             ack_delay_ms=_us_to_ms(delays),
@@ -140,6 +142,8 @@ class _TcpBuilder:
                 elif self.request_ts is not None:
                     self.latencies_us[(ts - self.request_ts) // 1000] += 1
                     self.request_ts = None
+            if not side.segments:
+                side.first_data_ts = ts
             side.payload_bytes += n
             side.segments += 1
             side.sizes[n] += 1

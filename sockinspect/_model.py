@@ -104,6 +104,7 @@ class Direction:
     retransmissions: int = 0
     fins: int = 0
     rsts: int = 0
+    first_data_ts_ns: int | None = None  # the first segment carrying payload
     nagle: str = "unknown"  # "on", "off" or "unknown": the sender's Nagle algorithm
     nagle_evidence: NagleEvidence = field(default_factory=NagleEvidence)
     ack_delay_ms: Stats = field(default_factory=Stats)  # data segment -> first ACK covering it

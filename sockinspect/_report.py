@@ -48,6 +48,7 @@ def _direction(d: Direction) -> dict[str, Any]:
         "retransmissions": d.retransmissions,
         "fins": d.fins,
         "rsts": d.rsts,
+        "first_data_ts": _ts(d.first_data_ts_ns),
         "nagle": d.nagle,
         "nagle_evidence": {
             "small_segments": d.nagle_evidence.small_segments,
@@ -304,7 +305,8 @@ def connection_detail(c: TcpConnection) -> str:
     per_dir = [
         [name, getattr(c.c2s, name), getattr(c.s2c, name)]
         for name in (f.name for f in fields(Direction))
-        if not is_dataclass(getattr(c.c2s, name)) and name not in ("stall_list", "stall_ns_total")
+        if not is_dataclass(getattr(c.c2s, name))
+        and name not in ("stall_list", "stall_ns_total", "first_data_ts_ns")
     ]
     for label in ("min", "median", "p95", "max"):
         per_dir.append([f"payload size {label} (B)", getattr(c.c2s.sizes, label), getattr(c.s2c.sizes, label)])

@@ -71,9 +71,12 @@ class Runner:
         return argv, record
 
     @contextmanager
-    def server(self, module: str, args: list[str], run: Run) -> Iterator[tuple[int, subprocess.Popen]]:
-        """Start a server with ``--host ADDR --port 0``; yield (its port, the process)."""
+    def server(self, module: str, args: list[str], run: Run, trace: Path | None = None
+               ) -> Iterator[tuple[int, subprocess.Popen]]:
+        """Start a server with ``--host ADDR --port 0``; yield (its port, the process).
+        ``trace``: record its socket system calls there with strace."""
         argv, record = self._accounted(module, [*args, "--host", self.topology.server_addr, "--port", "0"])
+        argv = _traced(argv, trace)
         log = self.workdir / f"server-{self._seq}.log"
         with open(log, "w") as err:
             proc = subprocess.Popen(self.topology.server_cmd(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -82,12 +85,15 @@ class Runner:
             port = _read_port(proc, module, log)
             yield port, proc
         finally:
+            if trace is not None:  # strace keeps SIGINT for itself: signal the traced program
+                _signal_tracee(trace)
             _stop(proc)
             run.sent.extend(_records(record))
 
     def client(self, module: str, args: list[str], run: Run, stdin: str | None = None,
-               check: bool = True) -> subprocess.CompletedProcess[str]:
+               check: bool = True, trace: Path | None = None) -> subprocess.CompletedProcess[str]:
         argv, record = self._accounted(module, args)
+        argv = _traced(argv, trace)
         try:
             done = subprocess.run(self.topology.client_cmd(argv), input=stdin, capture_output=True, text=True,
                                   env=child_env(), cwd=self.workdir, timeout=CLIENT_TIMEOUT_S)
@@ -169,6 +175,21 @@ def _read_port(proc: subprocess.Popen, module: str, log: Path) -> int:
     except ValueError:
         _stop(proc)
         raise ScenarioError(f"{module}: cannot read a port from its first line {text!r}") from None
+
+
+STRACE_CALLS = "trace=socket,bind,listen,accept,accept4,connect"
+
+
+def _traced(argv: list[str], trace: Path | None) -> list[str]:
+    return argv if trace is None else ["strace", "-f", "-qq", "-e", STRACE_CALLS, "-o", str(trace), *argv]
+
+
+def _signal_tracee(trace: Path) -> None:
+    try:
+        first = trace.read_text().split(maxsplit=1)[0]
+        os.kill(int(first), signal.SIGINT)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -41,15 +41,35 @@ class Options:
 
 
 def echo(r: Runner, opts: Options) -> list[Run]:
-    """Part 2: the three lab requests, each on its own connection; transcripts checked."""
+    """Part 2: the three lab requests, each on its own connection; transcripts checked.
+    With ``opts.trace`` and strace installed, the server's and first client's socket
+    system calls are recorded too (Part 4 c, d)."""
     run = r.new_run("secret-code echo, the lab's three requests", "echo.pcap")
-    with r.server(ECHO_SERVER, [], run) as (port, _), r.capture(run, [port]):
-        for words, expected in LAB_ECHO:
-            out = r.client(ECHO_CLIENT, ["--host", r.topology.server_addr, "--port", str(port), *words], run).stdout
+    trace = opts.trace and shutil.which("strace") is not None
+    server_trace = r.workdir / "strace-server.txt" if trace else None
+    client_trace = r.workdir / "strace-client.txt" if trace else None
+    with r.server(ECHO_SERVER, [], run, trace=server_trace) as (port, _), r.capture(run, [port]):
+        for i, (words, expected) in enumerate(LAB_ECHO):
+            out = r.client(ECHO_CLIENT, ["--host", r.topology.server_addr, "--port", str(port), *words], run,
+                           trace=client_trace if i == 0 else None).stdout
             if out != expected:
                 raise ScenarioError(f"echo client transcript differs from the lab's:\n{out!r}\nexpected:\n{expected!r}")
     run.facts["transcripts"] = [expected for _, expected in LAB_ECHO]
+    if trace:
+        run.facts["syscalls"] = {"server": _syscalls(server_trace), "client": _syscalls(client_trace)}
     return [r.finish(run)]
+
+
+def _syscalls(path: Path | None) -> list[str]:
+    """strace lines of the socket calls, without PIDs, for the lab report."""
+    if path is None or not path.exists():
+        return []
+    calls = []
+    for line in path.read_text().splitlines():
+        call = line.split(maxsplit=1)[-1].strip()
+        if call.startswith(("socket(", "bind(", "listen(", "connect(", "accept")) and "AF_UNIX" not in call:
+            calls.append(" ".join(call.split()))
+    return calls
 
 
 def handshake(r: Runner, opts: Options) -> list[Run]:
