@@ -125,9 +125,10 @@ def _bind_call(results: dict[str, list[Run]]) -> str:
     client_bind = [c for c in calls.get("client", []) if c.startswith("bind(")]
     listen = next((c for c in calls.get("server", []) if c.startswith("listen(")), None)
     connect = next((c for c in calls.get("client", []) if c.startswith("connect(")), None)
+    chosen = " (port 0: the kernel chose the listening port)" if server_bind and "htons(0)" in server_bind[0] else ""
     return (
         "bind() returns 0 on success, -1 on error (with errno). The server calls it: `"
-        f"{server_bind[0] if server_bind else '(not seen)'}`, then `{listen}`. The client "
+        f"{server_bind[0] if server_bind else '(not seen)'}`{chosen}, then `{listen}`. The client "
         + ("never calls bind(): it calls `" + f"{connect}`, and its kernel binds an ephemeral port then."
            if not client_bind else f"calls `{client_bind[0]}` too.")
     )

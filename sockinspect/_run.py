@@ -58,6 +58,7 @@ class Runner:
         self.workdir = outdir / ".work"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._seq = 0
+        self.server_log = self.workdir / "server.log"
 
     def say(self, message: str) -> None:
         if self.progress:
@@ -77,7 +78,7 @@ class Runner:
         ``trace``: record its socket system calls there with strace."""
         argv, record = self._accounted(module, [*args, "--host", self.topology.server_addr, "--port", "0"])
         argv = _traced(argv, trace)
-        log = self.workdir / f"server-{self._seq}.log"
+        log = self.server_log = self.workdir / f"server-{self._seq}.log"
         with open(log, "w") as err:
             proc = subprocess.Popen(self.topology.server_cmd(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=err, text=True, env=child_env(), cwd=self.workdir)
@@ -113,6 +114,14 @@ class Runner:
         with live:
             yield
         run.dropped = live.stats.dropped if live.stats else 0
+
+    def wait_for_log(self, text: str, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait until the last server started has logged ``text`` (e.g. a client joined)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.server_log.read_text():
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"the server never logged {text!r} within {timeout} s")
+            time.sleep(0.02)
 
     def new_run(self, label: str, name: str) -> Run:
         return Run(label=label, capture=self.outdir / name)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +152,11 @@ def chat(r: Runner, opts: Options) -> list[Run]:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=child_env(), cwd=r.workdir)
         try:
-            _expect_line(client, "KALI", r2_line, lambda: _say(server, r2_line))
+            r.wait_for_log("joined")
+            _say(server, r2_line)
+            _expect_line(client, "KALI", f"R2: {r2_line}")
             _say(client, kali_line)
-            _expect_line(server, "R2", f"KALI: {kali_line}", lambda: None)
+            _expect_line(server, "R2", f"KALI: {kali_line}")
             client.stdin.close()  # Ctrl-D on KALI ends the chat
             client.wait(10)
         finally:
@@ -168,15 +171,19 @@ def _say(proc: subprocess.Popen, line: str) -> None:
     proc.stdin.flush()
 
 
-def _expect_line(proc: subprocess.Popen, who: str, want: str, send: Callable[[], None]) -> None:
-    send()
-    for _ in range(20):
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if want in line:
-            return
-    raise ScenarioError(f"{who} never showed {want!r}")
+def _expect_line(proc: subprocess.Popen, who: str, want: str, timeout: float = 10.0) -> None:
+    """Read ``proc``'s output until a line equal to ``want``; ScenarioError after ``timeout``."""
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            if line.rstrip("\n") == want:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise ScenarioError(f"{who}'s terminal never showed {want!r}")
 
 
 def _sha256(path: Path) -> str:

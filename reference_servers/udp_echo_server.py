@@ -1,0 +1,73 @@
+"""For Part 4 e of the lab: an echo server over UDP (default) or TCP (``--tcp``).
+
+UDP: every datagram is sent back to its sender as it came. TCP: every
+connection's data is sent back until the client closes its side; the client
+opens a new connection per message, so TCP's handshake is part of each round
+trip. Compare the two with udp_echo_client.
+
+    python3 reference_servers/udp_echo_server.py [--tcp] [--host H] [--port 5000]
+"""
+
+from __future__ import annotations
+
+import socketserver
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reference_servers._common import address_family, parser, serve, setup_logging
+
+log = setup_logging("udp_echo_server")
+
+
+class DatagramEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(data, self.client_address)
+
+
+class StreamEcho(socketserver.BaseRequestHandler):
+    timeout = 30.0
+
+    def handle(self) -> None:
+        self.request.settimeout(self.timeout)
+        try:
+            while chunk := self.request.recv(65536):
+                self.request.sendall(chunk)
+        except OSError as exc:
+            log.info("%s:%d: %s", *self.client_address[:2], exc)
+
+
+class UDPEchoServer(socketserver.UDPServer):
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address_family = address_family(address[0])
+        super().__init__(address, DatagramEcho)
+
+
+class TCPEchoServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address_family = address_family(address[0])
+        super().__init__(address, StreamEcho)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("Echo server over UDP, or TCP with --tcp.", server=True)
+    p.add_argument("--tcp", action="store_true", help="echo over TCP instead of UDP")
+    args = p.parse_args(argv)
+    cls = TCPEchoServer if args.tcp else UDPEchoServer
+    try:
+        server = cls((args.host, args.port))
+    except OSError as exc:
+        print(f"udp_echo_server: cannot listen on {args.host} port {args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return serve(server, log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
