@@ -47,6 +47,7 @@ class ChatHandler(socketserver.StreamRequestHandler):
 class ChatServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses bursts of clients
 
     def __init__(self, address: tuple[str, int], name: str) -> None:
         self.address_family = address_family(address[0])

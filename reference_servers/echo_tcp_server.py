@@ -98,6 +98,7 @@ class EchoHandler(socketserver.BaseRequestHandler):
 class EchoServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses bursts of clients
 
     def __init__(self, address: tuple[str, int], handler: type = EchoHandler) -> None:
         self.address_family = address_family(address[0])

@@ -137,6 +137,7 @@ def _claim(folder: Path, name: str) -> Path:
 class FileTransferServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses bursts of clients
 
     def __init__(self, address: tuple[str, int], folder: Path) -> None:
         self.address_family = address_family(address[0])

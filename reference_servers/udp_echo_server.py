@@ -50,6 +50,7 @@ class UDPEchoServer(socketserver.UDPServer):
 class TCPEchoServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # socketserver's default of 5 refuses bursts of clients
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.address_family = address_family(address[0])
