@@ -331,7 +331,7 @@ def test_chat_with_nc_like_peers(spawn):
     assert a.makefile("rb").readline() == b"R2: Hi, my name is R2\n"
     b_lines = b.makefile("rb")
     assert b_lines.readline() == b"R2: Hi, my name is R2\n"
-    a.sendall("KALI: Hi R2, my name is KALI. Nice to meet you.\n".encode())
+    a.sendall(b"KALI: Hi R2, my name is KALI. Nice to meet you.\n")
     assert b_lines.readline() == b"KALI: Hi R2, my name is KALI. Nice to meet you.\n"  # relayed to others
     assert server.stdout.readline() == "R2: Hi, my name is R2\n"
     assert server.stdout.readline() == "KALI: Hi R2, my name is KALI. Nice to meet you.\n"
