@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from ._analyze import analyze
-from ._capture import LiveCapture
+from ._capture import LiveCapture, can_capture
 from ._check import load_rules_file, parse_rules, run_checks
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
@@ -313,7 +314,37 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     return 1 if code or stats.dropped else 0
 
 
+USERNS_FLAG = "SOCKINSPECT_IN_USERNS"
+
+
+def _reexec_in_user_namespace() -> int | None:
+    """Without the privilege to capture, run this same command again inside an
+    unprivileged user + network namespace (unshare -rn), where we may. None when
+    capture already works here; otherwise the exit code (2 when nothing works)."""
+    reason = can_capture()
+    if reason is None:
+        return None
+    if os.environ.get(USERNS_FLAG) or shutil.which("unshare") is None:
+        print(f"sockinspect run-and-capture: error: {reason}; run as root, or where unprivileged user "
+              "namespaces are allowed ('unshare -rn' must work)", file=sys.stderr)
+        return 2
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True, check=False)
+    if probe.returncode:
+        why = probe.stderr.strip().splitlines()[-1:] or ["unshare failed"]
+        print(f"sockinspect run-and-capture: error: {reason}, and no user namespace either ({why[0]}); "
+              "run as root", file=sys.stderr)
+        return 2
+    argv = ["unshare", "-rn", "--", sys.executable, "-m", "sockinspect", *sys.argv[1:]]
+    return subprocess.run(argv, env={**os.environ, USERNS_FLAG: "1"}, check=False).returncode
+
+
 def _cmd_run_and_capture(args: argparse.Namespace) -> int:
+    if args.topology == "loopback":
+        if os.environ.get(USERNS_FLAG):
+            subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, check=False)
+        code = _reexec_in_user_namespace()
+        if code is not None:
+            return code
     names = list(SCENARIOS) if args.scenario == "lab" else [args.scenario]
     opts = Options(connections=args.connections, requests=args.requests, messages=args.messages,
                    size=args.size, file=Path(args.file) if args.file else None)
