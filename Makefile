@@ -4,12 +4,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-CAPTURE ?= captures/loopback-echo.pcap
+CAPTURE ?= captures/examples/echo.pcap captures/examples/nagle-on.pcap
 
-.PHONY: report test lint clean
+.PHONY: report test lab lint clean
 
 report: $(STAMP)  ## analyze the example capture shipped in captures/
 	$(BIN)/sockinspect analyze $(CAPTURE)
+
+lab: $(STAMP)  ## run every lab scenario on loopback, capture it, answer Part 4 (captures/lab/)
+	$(BIN)/sockinspect run-and-capture lab
 
 test: $(STAMP)  ## lint, then the whole test suite
 	$(BIN)/ruff check .

@@ -1,6 +1,6 @@
 """sockinspect: make TCP behaviour visible and testable.
 
->>> cap = sockinspect.analyze("captures/lab-echo.pcap")
+>>> cap = sockinspect.analyze("captures/examples/echo.pcap")
 >>> conn = cap.tcp.only()
 >>> conn.client.port, conn.handshake.rtt_ms, conn.state
 """

@@ -53,9 +53,9 @@ class Runner:
 
     def __init__(self, topology: Loopback | NetnsPair, outdir: Path, progress: bool = False) -> None:
         self.topology = topology
-        self.outdir = outdir
+        self.outdir = outdir.resolve()  # the programs run with the work folder as their cwd
         self.progress = progress
-        self.workdir = outdir / ".work"
+        self.workdir = self.outdir / ".work"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._seq = 0
         self.server_log = self.workdir / "server.log"

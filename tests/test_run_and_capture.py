@@ -53,8 +53,9 @@ def test_echo(tmp_path, capsys):
     assert "== echo: secret-code echo" in out and "TCP connections" in out
 
 
-def test_handshake_ports_are_ephemeral_and_distinct(tmp_path, capsys):
-    assert run(capsys, "handshake", "--connections", "6", "-o", str(tmp_path / "h.pcap"))[0] == 0
+def test_handshake_ports_are_ephemeral_and_distinct(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output path
+    assert run(capsys, "handshake", "--connections", "6", "-o", "h.pcap")[0] == 0
     cap = sockinspect.analyze(tmp_path / "h.pcap")
     ports = [c.client.port for c in cap.tcp]
     assert len(ports) == 6 and len(set(ports)) == 6
