@@ -27,6 +27,7 @@ LINKTYPE_NAMES = {
     113: "linux-sll", 228: "rawip4", 229: "rawip6", 276: "linux-sll2",
 }
 
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 _u16 = struct.Struct("!H").unpack_from
 _ipv4 = struct.Struct("!BxHHHBBxx4s4s").unpack_from  # vihl, totlen, id, frag, ttl, proto, src, dst
 _ipv4_fast = struct.Struct("!BxH2xHxB2x4s4s").unpack_from  # vihl, totlen, frag, proto, src, dst
@@ -102,8 +103,8 @@ class Decoder:
                     length = (total if total <= avail else avail) - 20 if total else end - t
                     options = data[t + 20 : min(end, t + hlen)] if flags & SYN and hlen > 20 else b""
                     payload = length - hlen
-                    return Packet(number, ts, wirelen, (), src, dst, TCP, sport, dport, seq, ack, flags,
-                                  window, payload if payload > 0 else 0, options)
+                    return _new(Packet, (number, ts, wirelen, (), src, dst, TCP, sport, dport, seq, ack, flags,
+                                         window, payload if payload > 0 else 0, options))
         vlan: tuple[int, ...] = ()
         if linktype == 1:  # Ethernet
             if end - off < 14:

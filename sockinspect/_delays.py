@@ -135,64 +135,63 @@ class SenderTimeline:
 
     def data(self, seq: int, n: int, ts: int | None, number: int, fin: bool) -> bool:
         """The sender sent ``n`` > 0 bytes at ``seq``. Returns whether they were sent before
-        (a retransmission or out-of-order arrival; a 1-byte keep-alive probe is not)."""
-        end = (seq + n) % SEQ_MOD
+        (a retransmission or out-of-order arrival; a 1-byte keep-alive probe is not).
+        Called for every data segment: the common case is kept inline."""
+        end = (seq + n) & 0xFFFFFFFF
         high = self.high
-        fresh = high is None or _after(end, high)
         if n > self.max_payload:
             self.max_payload = n
-        if not fresh:
-            # A keep-alive repeats the byte just below what was acknowledged.
-            resent = not (n == 1 and (high - seq) % SEQ_MOD == 1)
+        if high is not None and not 0 < (end - high) & 0xFFFFFFFF < SEQ_HALF:  # nothing new
             if ts is not None:
                 self._resent(end, ts, number)
-            return resent
+            return not (n == 1 and (high - seq) & 0xFFFFFFFF == 1)  # a keep-alive is not resent data
         self.high = end
         if ts is None:
             return False
         if self.snd_una is None:
             self.snd_una = seq
-        self._new_data(end, n, ts, number, fin)
+        self.outstanding.append([end, ts, number, True])
+        self.candidate = None  # more new data: the previous segment was not the queue's tail
+        if n < (self.mss or max(self.max_payload, MIN_MSS)):
+            self.small += 1
+            if not fin:
+                self._nagle_evidence(ts)
+            self.sml_end = end
+            self.sml_ts = ts
+        if self.pending_stall is not None:
+            self._stall(ts, number)
+        self.release = None
         return False
+
+    def _nagle_evidence(self, ts: int) -> None:
+        """A sub-MSS segment: was earlier small data unacknowledged, or did it wait for the ACK?"""
+        sml = self.sml_end
+        if sml is not None and 0 < (sml - self.snd_una) & 0xFFFFFFFF < SEQ_HALF:
+            self.candidate = "unacked"
+        elif self.release is not None:
+            ack_ts = self.release[0]
+            follow = ts - ack_ts
+            if follow <= self.follow_ns and ack_ts - self.sml_ts >= WAIT_RATIO * max(follow, 1):
+                self.candidate = "held"
 
     def _resent(self, end: int, ts: int, number: int) -> None:
         """Outstanding copies of resent data become ambiguous for ACK timing."""
         for seg in self.outstanding:
             if not _after(seg[0], end):
                 seg[3] = False
-        self._follow(ts, number)
-
-    def _new_data(self, end: int, n: int, ts: int, number: int, fin: bool) -> None:
-        self.outstanding.append([end, ts, number, True])
-        self.candidate = None  # more new data: the previous segment was not the queue's tail
-        mss = self.mss or max(self.max_payload, MIN_MSS)
-        if n < mss:
-            self.small += 1
-            if not fin:
-                sml = self.sml_end
-                if sml is not None and _after(sml, self.snd_una):
-                    self.candidate = "unacked"
-                elif self.release is not None:
-                    ack_ts = self.release[0]
-                    follow = ts - ack_ts
-                    if follow <= self.follow_ns and ack_ts - self.sml_ts >= WAIT_RATIO * max(follow, 1):
-                        self.candidate = "held"
-            self.sml_end = end
-            self.sml_ts = ts
-        self._follow(ts, number)
-
-    def _follow(self, ts: int, number: int) -> None:
-        """Any data from the sender ends the wait that a stall would measure."""
-        pending = self.pending_stall
-        if pending is not None:
-            data_pkt, data_ts, ack_pkt, ack_ts = pending
-            if ts - ack_ts <= self.follow_ns:
-                self.stall_count += 1
-                self.stall_ns += ts - data_ts
-                if len(self.stalls) < MAX_STALLS_LISTED:
-                    self.stalls.append(Stall(data_pkt, ack_pkt, number, data_ts, ack_ts, ts))
-            self.pending_stall = None
+        if self.pending_stall is not None:
+            self._stall(ts, number)
         self.release = None
+
+    def _stall(self, ts: int, number: int) -> None:
+        """The sender's data after a delayed ACK: a stall if it followed the ACK at once."""
+        data_pkt, data_ts, ack_pkt, ack_ts = self.pending_stall
+        if ts - ack_ts <= self.follow_ns:
+            self.stall_count += 1
+            self.stall_ns += ts - data_ts
+            if len(self.stalls) < MAX_STALLS_LISTED:
+                self.stalls.append(Stall(data_pkt, ack_pkt, number, data_ts, ack_ts, ts))
+        self.pending_stall = None
 
     def confirm_tail(self) -> None:
         """The last new segment was the tail of the send queue: count its evidence."""
@@ -207,16 +206,19 @@ class SenderTimeline:
         if carries_data:  # the sender's application may be answering this data
             self.release = None
             self.pending_stall = None
-            self.confirm_tail()
+            if self.candidate is not None:
+                self.confirm_tail()
         una = self.snd_una
-        if ts is None or una is None or not _after(ack, una):
+        if una is None or ts is None:
             return
-        newly = (ack - una) % SEQ_MOD
+        newly = (ack - una) & 0xFFFFFFFF
+        if not 0 < newly < SEQ_HALF:  # acknowledges nothing new (the hot path: inlined _after)
+            return
         self.snd_una = ack
         first: list | None = None
         clean = True
         out = self.outstanding
-        while out and not _after(out[0][0], ack):
+        while out and not 0 < (out[0][0] - ack) & 0xFFFFFFFF < SEQ_HALF:
             seg = out.popleft()
             if first is None:
                 first = seg

@@ -106,9 +106,6 @@ class _TcpBuilder:
         self.request_ts: int | None = None  # client data not answered yet
         self.latencies_us: Counter[int] = Counter()
 
-    def side_of(self, pkt: Packet) -> int:
-        return 0 if pkt.sport == self.port[0] and pkt.src == self.addr[0] else 1
-
     def ended(self) -> bool:
         a, b = self.sides
         return self.first_rst is not None or (a.fins > 0 and b.fins > 0)
@@ -126,16 +123,17 @@ class _TcpBuilder:
         return side.packets > 0 and self.client is not None and self.client != s
 
     def feed(self, pkt: Packet, s: int) -> None:
-        number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, _win, n, _opts = pkt
+        number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, _win, n, opts = pkt
         side = self.sides[s]
         side.packets += 1
         side.frame_bytes += wirelen
+        timelines = self.timelines
         if flags & ACK:
-            self.timelines[1 - s].ack(ack, ts, number, n > 0)
+            timelines[1 - s].ack(ack, ts, number, n > 0)
         if n:
-            if self.timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
+            if timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
                 side.retransmissions += 1
-            if ts is not None and self.client is not None:
+            if ts is not None and self.client is not None:  # request -> reply latency, inline (hot)
                 if s == self.client:
                     if self.request_ts is None:
                         self.request_ts = ts
@@ -147,6 +145,22 @@ class _TcpBuilder:
             side.payload_bytes += n
             side.segments += 1
             side.sizes[n] += 1
+        if flags & (SYN | FIN | RST):
+            self._control(side, s, flags, seq, ts, opts)
+        if self.ack_ts is None and flags & (ACK | SYN | RST) == ACK and s == self.client and self.synack_count:
+            self.ack_ts = ts  # the handshake's ACK (tshark's rule: ACK set, SYN and RST clear)
+            self._configure_timelines()
+        if ts is not None:
+            if self.last_ts is None:
+                self.first_ts = self.last_ts = ts
+            elif ts > self.last_ts:
+                self.last_ts = ts
+            elif ts < self.first_ts:
+                self.first_ts = ts
+        self.last_packet = number
+
+    def _control(self, side: _Side, s: int, flags: int, seq: int, ts: int | None, opts: bytes) -> None:
+        """SYN, SYN/ACK, FIN and RST: roles, handshake times, teardown."""
         if flags & SYN:
             if flags & ACK:
                 if self.client is None:
@@ -155,7 +169,7 @@ class _TcpBuilder:
                     self.synack_count += 1
                     if self.synack_ts is None:
                         self.synack_ts = ts
-                        self.sides[s].syn_options = pkt.options
+                        side.syn_options = opts
             else:
                 if self.client is None or (self.syn_count == 0 and self.client != s):
                     self.client = s
@@ -163,12 +177,8 @@ class _TcpBuilder:
                     self.syn_count += 1
                     if side.isn is None:
                         side.isn = seq
-                        side.syn_options = pkt.options
+                        side.syn_options = opts
                         self.syn_ts = ts
-        elif (self.ack_ts is None and flags & (ACK | RST) == ACK and s == self.client
-              and self.synack_count):
-            self.ack_ts = ts
-            self._configure_timelines()
         if flags & FIN:
             side.fins += 1
             if self.first_close is None:
@@ -179,12 +189,6 @@ class _TcpBuilder:
                 self.first_rst = s
             if self.first_close is None:
                 self.first_close = s
-        if ts is not None:
-            if self.last_ts is None or ts > self.last_ts:
-                self.last_ts = ts
-            if self.first_ts is None or ts < self.first_ts:
-                self.first_ts = ts
-        self.last_packet = number
 
     def _configure_timelines(self) -> None:
         """With the handshake done: each sender's MSS is what its peer announced."""
@@ -267,7 +271,7 @@ class _UdpBuilder:
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
 
-    def feed(self, pkt: Packet) -> int:
+    def feed(self, pkt: Packet) -> None:
         s = 0 if pkt.sport == self.port[0] and pkt.src == self.addr[0] else 1
         self.packets[s] += 1
         self.bytes[s] += pkt.payload_len
@@ -285,7 +289,6 @@ class _UdpBuilder:
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
         self.last_packet = pkt.number
-        return s
 
     def build(self, name: Callable[[bytes], str]) -> UdpFlow:
         return UdpFlow(
@@ -355,27 +358,28 @@ class FlowTracker:
         self._udp_all: list[_UdpBuilder] = []
         self._names: dict[bytes, str] = {}
 
-    def feed(self, pkt: Packet) -> tuple[int, int]:
-        """Account one packet; returns (connection or flow index, side)."""
-        key = (pkt.vlan, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        if pkt.proto == TCP:
+    def feed(self, pkt: Packet) -> None:
+        """Account one packet to its connection or flow."""
+        vlan, src, dst, proto, sport, dport = pkt[3:9]  # one slice beats six attribute reads
+        key = (vlan, src, sport, dst, dport)
+        if proto == TCP:
             conn = self._tcp.by_key.get(key) or self._tcp.get(pkt, key)
             if conn is None:
                 conn = self._new_tcp(pkt, key)
                 s = 0
             else:
-                s = conn.side_of(pkt)
+                s = 0 if sport == conn.port[0] and src == conn.addr[0] else 1
                 if pkt.flags & (SYN | ACK) == SYN and conn.starts_anew(pkt, s):
                     conn = self._new_tcp(pkt, key)
                     s = 0
             conn.feed(pkt, s)
-            return conn.index, s
+            return
         flow = self._udp.get(pkt, key)
         if flow is None:
             flow = _UdpBuilder(len(self._udp_all), pkt)
             self._udp_all.append(flow)
             self._udp.add(flow, key)
-        return flow.index, flow.feed(pkt)
+        flow.feed(pkt)
 
     def _new_tcp(self, pkt: Packet, key: tuple) -> _TcpBuilder:
         conn = _TcpBuilder(len(self._tcp_all), pkt)

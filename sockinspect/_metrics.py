@@ -36,8 +36,16 @@ def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:
     else:
         edges = [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
                  (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
-    histogram = tuple((label, sum(c for v, c in counts.items() if lo <= v <= hi)) for label, lo, hi in edges)
-    sub = sum(c for v, c in counts.items() if v < mss) if mss is not None else 0
+    buckets = [0] * len(edges)
+    sub = 0
+    for value, count in counts.items():
+        for i, (_label, lo, hi) in enumerate(edges):
+            if lo <= value <= hi:
+                buckets[i] += count
+                break
+        if mss is not None and value < mss:
+            sub += count
+    histogram = tuple((label, n) for (label, _lo, _hi), n in zip(edges, buckets, strict=True))
     return Sizes(count=st.count, min=st.min, median=st.median, p95=st.p95, max=st.max, mss=mss,
                  sub_mss=sub, histogram=histogram)
 

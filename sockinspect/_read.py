@@ -19,6 +19,7 @@ from typing import BinaryIO, NamedTuple
 from .errors import CaptureFormatError
 
 CHUNK = 1 << 20
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # little-endian, microseconds
     b"\xa1\xb2\xc3\xd4": (">", 1_000),
@@ -124,7 +125,7 @@ class CaptureReader:
                     return
                 if pos + 16 + caplen > end:
                     break
-                yield Frame(sec * 1_000_000_000 + frac * ns_per_unit, linktype, wirelen, buf, pos + 16, caplen)
+                yield _new(Frame, (sec * 1_000_000_000 + frac * ns_per_unit, linktype, wirelen, buf, pos + 16, caplen))
                 pos += 16 + caplen
             more = self._file.read(CHUNK)
             self.bytes_read = base + end
