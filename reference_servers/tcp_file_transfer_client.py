@@ -1,9 +1,9 @@
 """Part 3 of the lab: the file transfer client (KALI).
 
-Sends a file to tcp_file_transfer_server (protocol in its docstring), waits
-for the server's checksum and compares it with its own. Prints nothing and
-exits 0 when the copy is identical, as in the lab; otherwise one line on
-stderr and exit 1.
+Sends a file to tcp_file_transfer_server (protocol in its docstring), then
+compares the sha256 the server reports for its copy with its own. As in the
+lab, it prints nothing and exits 0 when the copy is identical; otherwise it
+prints one line on stderr and exits 1.
 
     python3 reference_servers/tcp_file_transfer_client.py FILE [--host H] [--port 5000]
 """
@@ -11,35 +11,63 @@ stderr and exit 1.
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import parser
+from reference_servers._common import connect, parser, run
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
+MAGIC = "SOCKINSPECT-FILE/1"
 
 
-def send_file(host: str, port: int, path: Path, name: str | None = None) -> str:
-    """Send ``path``; returns the server's sha256; raises OSError/ValueError on failure."""
+class TransferFailed(ValueError):
+    """The server refused the file, or its copy differs."""
+
+
+def clean_name(name: str) -> str:
+    """A local file's name as sent: control characters, which the server refuses, become ``_``."""
+    return re.sub(r"[\x00-\x1f\x7f]", "_", name)
+
+
+def send_file(host: str, port: int, path: Path, name: str | None = None, timeout: float = TIMEOUT_S,
+              nodelay: bool = False) -> str:
+    """Send the file at ``path``; return the sha256 of the server's copy. ``name``: the name
+    to ask the server for, as it is (default: the file's own name, cleaned). Raises OSError,
+    or TransferFailed (a ValueError)."""
     digest = hashlib.sha256()
-    size = path.stat().st_size
-    header = f"SOCKINSPECT-FILE/1 {size} {name or path.name}\n".encode()
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock, open(path, "rb") as f:
-        sock.sendall(header)
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            sock.sendall(chunk)
-            digest.update(chunk)
-        sock.shutdown(socket.SHUT_WR)
-        reply = sock.makefile("rb").readline().decode("utf-8", errors="replace").strip()
+    path = Path(path)
+    name = clean_name(path.name) if name is None else name
+    if "\n" in name or "\r" in name:
+        raise TransferFailed(f"a file name cannot hold a line break: {name!r}")
+    with open(path, "rb") as f, connect(host, port, timeout, nodelay) as sock:
+        size = path.stat().st_size
+        send_error = None
+        try:
+            sock.sendall(f"{MAGIC} {size} {name}\n".encode("utf-8", errors="surrogateescape"))
+            left = size
+            while left and (chunk := f.read(min(CHUNK, left))):  # no more than announced
+                sock.sendall(chunk)
+                digest.update(chunk)
+                left -= len(chunk)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # the server may have refused the file early: read why
+            send_error = exc
+        try:
+            reply = sock.makefile("rb").readline().decode("utf-8", errors="replace").strip()
+        except OSError:
+            reply = ""
+    if send_error is not None and not reply:
+        raise send_error
     status, _, detail = reply.partition(" ")
     if status != "OK":
-        raise ValueError(f"server refused the file: {detail or reply or 'no answer'}")
+        raise TransferFailed(f"the server refused the file: {detail or reply or 'no answer'}")
     if detail != digest.hexdigest():
-        raise ValueError(f"the server's copy differs (sha256 {detail}, sent {digest.hexdigest()})")
+        raise TransferFailed(f"the server's copy differs (its sha256 {detail}, the file's {digest.hexdigest()})")
     return detail
 
 
@@ -52,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         send_file(args.host, args.port, args.file)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"tcp_file_transfer_client: {reason}", file=sys.stderr)
+    except OSError as exc:
+        where = exc.filename or f"{args.host} port {args.port}"
+        print(f"tcp_file_transfer_client: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except TransferFailed as exc:
+        print(f"tcp_file_transfer_client: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,15 +1,19 @@
-"""For Part 4 e of the lab: send N small messages, time each round trip.
+"""For Part 4 e of the lab: send N small messages to udp_echo_server, time each round trip.
 
-UDP (default): one datagram per message; a reply that does not come within
-``--timeout`` counts as lost, the client never hangs. ``--tcp``: a new TCP
-connection per message (handshake, message, reply, close), timed from
-connect() to the reply. Prints one line per message and a summary:
+UDP (default): one datagram per message, ``ping <seq>``. A reply that does not
+come within ``--timeout`` seconds counts as lost: the client never hangs, and a
+late reply to an earlier message is ignored. ``--tcp`` (against
+``udp_echo_server --tcp``): a new TCP connection per message (handshake,
+message, reply, close), timed from connect() to the reply, so the handshake
+is part of every round trip. One line per message, then a summary:
 
     seq=1 rtt=0.081 ms
-    ...
-    udp: 10 sent, 10 received, 0 lost; rtt min/median/max 0.052/0.081/0.203 ms
+    seq=2 lost
+    udp: 2 sent, 1 received, 1 lost; rtt min/median/max 0.081/0.081/0.081 ms
 
-    python3 reference_servers/udp_echo_client.py --count 10 [--tcp] [--host H] [--port 5000]
+Exit status 0 when at least one reply came, 1 when none did.
+
+    python3 reference_servers/udp_echo_client.py --count 10 [--tcp] [--timeout 1] [--host H] [--port 5000]
 """
 
 from __future__ import annotations
@@ -18,60 +22,72 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, parser
+from reference_servers._common import address_family, connect, parser, run
 
 
-def udp_round_trips(host: str, port: int, count: int, timeout: float) -> list[float | None]:
-    """RTT in ms per message, None for a lost one."""
-    results: list[float | None] = []
+def _payload(seq: int) -> bytes:
+    return f"ping {seq}".encode()
+
+
+def udp_round_trips(host: str, port: int, count: int, timeout: float = 1.0) -> Iterator[float | None]:
+    """Round-trip time in ms of each of ``count`` datagrams, as each completes; None for a lost one."""
     with socket.socket(address_family(host), socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
         sock.connect((host, port))
         for seq in range(1, count + 1):
-            payload = f"ping {seq}".encode()
             start = time.perf_counter()
-            sock.send(payload)
-            results.append(_await(sock, payload, start, timeout))
-    return results
+            try:
+                sock.send(_payload(seq))
+            except OSError:  # e.g. ICMP port unreachable from an earlier datagram
+                yield None
+                continue
+            yield _await(sock, _payload(seq), start, timeout)
 
 
 def _await(sock: socket.socket, payload: bytes, start: float, timeout: float) -> float | None:
     deadline = start + timeout
-    while True:
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            return None
+    while (left := deadline - time.perf_counter()) > 0:
         sock.settimeout(left)
         try:
             reply = sock.recv(65536)
         except TimeoutError:
             return None
-        except ConnectionRefusedError:  # ICMP port unreachable: nobody listens
+        except ConnectionRefusedError:  # ICMP port unreachable: nobody listens there
             return None
-        if reply == payload:  # a late reply to an earlier message is ignored
+        if reply == payload:  # anything else is a late reply to an earlier message
             return (time.perf_counter() - start) * 1000
+    return None
 
 
-def tcp_round_trips(host: str, port: int, count: int, timeout: float) -> list[float | None]:
-    results: list[float | None] = []
+def tcp_round_trips(host: str, port: int, count: int, timeout: float = 1.0, nodelay: bool = False
+                    ) -> Iterator[float | None]:
+    """Like udp_round_trips, over a new TCP connection per message (``nodelay``: TCP_NODELAY)."""
     for seq in range(1, count + 1):
-        payload = f"ping {seq}".encode()
+        payload = _payload(seq)
         start = time.perf_counter()
         try:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
+            with connect(host, port, timeout, nodelay) as sock:
                 sock.sendall(payload)
                 sock.shutdown(socket.SHUT_WR)
                 got = b""
                 while len(got) < len(payload) and (chunk := sock.recv(65536)):
                     got += chunk
-            results.append((time.perf_counter() - start) * 1000 if got == payload else None)
         except OSError:
-            results.append(None)
-    return results
+            got = b""
+        yield (time.perf_counter() - start) * 1000 if got == payload else None
+
+
+def summary(transport: str, rtts: list[float | None]) -> str:
+    """The last line: counts, and min/median/max of the round trips that completed."""
+    got = [r for r in rtts if r is not None]
+    line = f"{transport}: {len(rtts)} sent, {len(got)} received, {len(rtts) - len(got)} lost"
+    if got:
+        line += f"; rtt min/median/max {min(got):.3f}/{statistics.median(got):.3f}/{max(got):.3f} ms"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,17 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.count < 1:
         p.error("--count must be at least 1")
-    run = tcp_round_trips if args.tcp else udp_round_trips
-    rtts = run(args.host, args.port, args.count, args.timeout)
-    for seq, rtt in enumerate(rtts, 1):
-        print(f"seq={seq} " + ("lost" if rtt is None else f"rtt={rtt:.3f} ms"))
-    got = [r for r in rtts if r is not None]
-    summary = f"{'tcp' if args.tcp else 'udp'}: {len(rtts)} sent, {len(got)} received, {len(rtts) - len(got)} lost"
-    if got:
-        summary += f"; rtt min/median/max {min(got):.3f}/{statistics.median(got):.3f}/{max(got):.3f} ms"
-    print(summary)
-    return 0 if got else 1
+    if not args.timeout > 0:
+        p.error("--timeout must be more than 0")
+    run_trips = tcp_round_trips if args.tcp else udp_round_trips
+    rtts = []
+    for seq, rtt in enumerate(run_trips(args.host, args.port, args.count, args.timeout), 1):
+        print(f"seq={seq} " + ("lost" if rtt is None else f"rtt={rtt:.3f} ms"), flush=True)
+        rtts.append(rtt)
+    print(summary("tcp" if args.tcp else "udp", rtts))
+    return 0 if any(r is not None for r in rtts) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

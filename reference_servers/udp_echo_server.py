@@ -10,31 +10,33 @@ trip. Compare the two with udp_echo_client.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socketserver
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
+if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, parser, serve, setup_logging
+from reference_servers._common import address_family, listen_error, parser, run, serve, setup_logging
 
-log = setup_logging("udp_echo_server")
+log = logging.getLogger("udp_echo_server")
 
 
 class DatagramEcho(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         data, sock = self.request
-        sock.sendto(data, self.client_address)
+        with contextlib.suppress(OSError):
+            sock.sendto(data, self.client_address)
 
 
-class StreamEcho(socketserver.BaseRequestHandler):
-    timeout = 30.0
+class StreamEcho(socketserver.StreamRequestHandler):
+    timeout = 30.0  # seconds a client may stay silent before it is disconnected
 
     def handle(self) -> None:
-        self.request.settimeout(self.timeout)
         try:
-            while chunk := self.request.recv(65536):
-                self.request.sendall(chunk)
+            while chunk := self.connection.recv(65536):
+                self.connection.sendall(chunk)
         except OSError as exc:
             log.info("%s:%d: %s", *self.client_address[:2], exc)
 
@@ -61,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("Echo server over UDP, or TCP with --tcp.", server=True)
     p.add_argument("--tcp", action="store_true", help="echo over TCP instead of UDP")
     args = p.parse_args(argv)
+    setup_logging()
     cls = TCPEchoServer if args.tcp else UDPEchoServer
     try:
         server = cls((args.host, args.port))
     except OSError as exc:
-        print(f"udp_echo_server: cannot listen on {args.host} port {args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return listen_error("udp_echo_server", args.host, args.port, exc)
     return serve(server, log)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
