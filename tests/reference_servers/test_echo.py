@@ -1,0 +1,186 @@
+"""Part 2, the secret-code echo: the lab's transcript byte for byte, the framing
+(newline, end of stream, silence), and every robustness case of issue 4. After each
+bad client the server must still answer a good one."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from reference_servers.echo_tcp_client import request
+from reference_servers.echo_tcp_server import EchoHandler, EchoServer, answer
+
+HOST = "127.0.0.1"
+LAB = [  # LAB_SPEC Part 2, exactly
+    (["sfdsd", "Ted", "is", "cool23432"], "Sent:      sfdsd Ted is cool23432\nReceived: Secret code not found.\n"),
+    (["Ted", "is", "SECRET", "cool"], "Sent:      Ted is SECRET cool\nReceived: Digits: Count: 0\n"),
+    (["123Ted", "32is", "343SECRET", "cool"],
+     "Sent:      123Ted 32is 343SECRET cool\nReceived: Digits: 12332343 Count: 8\n"),
+]
+
+
+def assert_serves(port: int) -> None:
+    """A good client is still answered."""
+    assert request(HOST, port, "still SECRET 42", timeout=5) == "Digits: 42 Count: 2"
+
+
+def raw(port: int) -> socket.socket:
+    return socket.create_connection((HOST, port), timeout=5)
+
+
+def readline(sock: socket.socket) -> bytes:
+    with sock.makefile("rb") as f:
+        return f.readline()
+
+
+@pytest.fixture
+def port(serve) -> int:
+    return serve(EchoServer((HOST, 0)))
+
+
+def quick_server(serve, **limits) -> int:  # noqa: ANN003
+    handler = type("Limited", (EchoHandler,), limits)
+    return serve(EchoServer((HOST, 0), handler))
+
+
+@pytest.mark.parametrize("form", ["script", "module"])
+def test_lab_transcript_byte_for_byte(spawn, client, form):
+    server = spawn("echo_tcp_server", form=form)
+    for words, expected in LAB:
+        done = client("echo_tcp_client", "--port", str(server.port), *words, form=form)
+        assert (done.returncode, done.stdout, done.stderr) == (0, expected, "")
+    status, log = server.stop()
+    assert status == 0 and "Traceback" not in log
+
+
+def test_answer_rules():
+    assert answer("no code here 123") == "Secret code not found."
+    assert answer("secret 12 Secret") == "Secret code not found."  # case-sensitive
+    assert answer("SECRET") == "Digits: Count: 0"
+    assert answer("a1b2SECRETc3") == "Digits: 123 Count: 3"
+    assert answer("") == "Secret code not found."
+
+
+def test_non_ascii_text_and_ascii_only_digits(port):
+    # Arabic-Indic three and full-width four are not ASCII digits: they do not count.
+    assert request(HOST, port, "Grüße SECRET ñ ٣ ４ 42 €") == "Digits: 42 Count: 2"
+    assert request(HOST, port, "日本語のSECRETテキスト7") == "Digits: 7 Count: 1"
+
+
+def test_one_megabyte_message_arrives_whole(port):
+    digits = "0123456789" * (1 << 17)  # 1.25 MB, hundreds of recv() calls
+    assert request(HOST, port, f"SECRET {digits}") == f"Digits: {digits} Count: {len(digits)}"
+
+
+def test_long_unterminated_message_survives_a_pause(serve):
+    port = quick_server(serve, quiet=0.2)
+    with raw(port) as s:
+        s.sendall(b"SECRET " + b"1" * 5000)  # longer than quiet_limit: silence does not end it
+        time.sleep(0.5)  # the pause being tested (a slow network), not a synchronisation
+        s.sendall(b"2" * 10 + b"\n")
+        assert readline(s) == f"Digits: {'1' * 5000}{'2' * 10} Count: 5010\n".encode()
+
+
+def test_bytes_that_are_not_utf8_get_an_error_reply(port):
+    with raw(port) as s:
+        s.sendall(b"SECRET \xff\xfe 12\n")
+        assert readline(s) == b"Error: message is not valid UTF-8 (byte 7).\n"
+    assert_serves(port)
+
+
+def test_client_command_line_bytes_that_are_not_utf8(spawn, client):
+    server = spawn("echo_tcp_server")
+    done = client("echo_tcp_client", "--port", str(server.port), "SECRET", "\udcff1")  # argv byte 0xff
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert done.stdout == "Sent:      SECRET \ufffd1\nReceived: Error: message is not valid UTF-8 (byte 7).\n"
+
+
+def test_minimal_lab_client_unterminated_and_waiting(port):
+    with raw(port) as s:
+        s.sendall(b"42 SECRET")  # no newline, no shutdown: the lab's first attempt
+        start = time.monotonic()
+        assert s.recv(1024) == b"Digits: 42 Count: 2\n"  # one recv, as the lab client does
+        assert time.monotonic() - start < 3
+    assert_serves(port)
+
+
+def test_end_of_stream_ends_a_message_at_once(serve):
+    port = quick_server(serve, quiet=30)  # silence cannot be what ends it here
+    with raw(port) as s:
+        s.sendall(b"SECRET 7 no newline")
+        s.shutdown(socket.SHUT_WR)
+        assert readline(s) == b"Digits: 7 Count: 1\n"
+
+
+def test_several_messages_on_one_connection_like_nc(port):
+    with raw(port) as s, s.makefile("rb") as replies:
+        s.sendall(b"SECRET 1\r\nno code\nSECRET 2")  # CRLF as telnet sends; the last one unterminated
+        s.shutdown(socket.SHUT_WR)
+        assert replies.read() == b"Digits: 1 Count: 1\nSecret code not found.\nDigits: 2 Count: 1\n"
+
+
+def test_silent_client_blocks_nobody_and_is_dropped(serve):
+    port = quick_server(serve, timeout=0.5)
+    with raw(port) as silent:
+        assert_serves(port)  # while the silent one is connected
+        start = time.monotonic()
+        assert silent.recv(10) == b""  # then the server disconnects it
+        assert time.monotonic() - start < 5
+    assert_serves(port)
+
+
+def test_message_size_limit(serve):
+    port = quick_server(serve, max_message=1000)
+    with raw(port) as s, s.makefile("rb") as replies:
+        s.sendall(b"SECRET " + b"9" * 3_000_000 + b"\nSECRET 5\n")  # the rest is dropped, not a RST
+        assert replies.readline() == b"Error: message longer than 1000 bytes.\n"
+        assert replies.readline() == b"Digits: 5 Count: 1\n"  # the connection goes on
+    assert request(HOST, port, "x" * 1001) == "Error: message longer than 1000 bytes."
+    assert request(HOST, port, "SECRET" + "1" * 994) == f"Digits: {'1' * 994} Count: 994"  # exactly 1000 is fine
+    assert_serves(port)
+
+
+def test_fifty_concurrent_clients(port):
+    def one(i: int) -> str:
+        return request(HOST, port, f"client {i} SECRET", timeout=20)
+
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(one, range(50)))
+    assert replies == [f"Digits: {i} Count: {len(str(i))}" for i in range(50)]
+
+
+def test_fifty_concurrent_lab_clients_as_processes(spawn, client):
+    server = spawn("echo_tcp_server")
+    with ThreadPoolExecutor(50) as pool:
+        done = list(pool.map(lambda i: client("echo_tcp_client", "--port", str(server.port), f"{i}SECRET",
+                                              timeout=60), range(50)))
+    for i, d in enumerate(done):
+        assert (d.returncode, d.stdout) == (0, f"Sent:      {i}SECRET\nReceived: Digits: {i} Count: {len(str(i))}\n")
+
+
+def test_client_that_resets_mid_message(port):
+    s = raw(port)
+    s.sendall(b"SECRET partial")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # RST instead of FIN
+    assert_serves(port)
+
+
+def test_client_that_leaves_before_the_reply(port):
+    with raw(port) as s:
+        s.sendall(b"SECRET 1")
+    assert_serves(port)
+
+
+def test_client_errors_are_one_line(client, unused_port):
+    done = client("echo_tcp_client", "--port", str(unused_port), "hi")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"echo_tcp_client: 127.0.0.1 port {unused_port}: Connection refused\n"
+
+
+def test_nodelay_hook(port):
+    assert request(HOST, port, "SECRET 3", nodelay=True) == "Digits: 3 Count: 1"
