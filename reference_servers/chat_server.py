@@ -85,9 +85,9 @@ class ChatServer(socketserver.ThreadingTCPServer):
             self._changed.notify_all()
 
     def wait_for_clients(self, count: int, timeout: float) -> bool:
-        """Wait until ``count`` clients are connected; False if they were not within ``timeout``."""
+        """Wait until exactly ``count`` clients are connected; False if not within ``timeout``."""
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._clients) >= count, timeout)
+            return self._changed.wait_for(lambda: len(self._clients) == count, timeout)
 
     def show(self, line: str) -> None:
         """Print a chat line on this side (stdout)."""
@@ -128,6 +128,7 @@ class ChatServer(socketserver.ThreadingTCPServer):
 def _read_keyboard(server: ChatServer) -> None:
     for raw in stdin_lines():
         server.say(as_text(raw))
+    log.info("end of input: the chat is over")
     server.end()
     server.shutdown()  # end of input ends the chat
 
