@@ -44,9 +44,9 @@ SYN it is the largest payload seen so far.
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass
 
 from ._linux import DELAYED_ACK_THRESHOLD_NS
+from ._record import record
 
 SEQ_MOD = 1 << 32
 SEQ_HALF = 1 << 31
@@ -56,11 +56,20 @@ MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
 MAX_STALLS_LISTED = 1000
 
 
+SIGNIFICANT_BITS = 10  # delays are kept to 1 part in 1024: memory stays bounded per connection
+
+
+def quantize_us(us: int) -> int:
+    """``us`` with its low bits cleared beyond 10 significant bits (exact below 1.024 ms)."""
+    drop = us.bit_length() - SIGNIFICANT_BITS
+    return us >> drop << drop if drop > 0 else us
+
+
 def _after(a: int, b: int) -> bool:
     return 0 < (a - b) % SEQ_MOD < SEQ_HALF
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stall:
     """The sender waited for a delayed ACK before sending more."""
 
@@ -81,7 +90,7 @@ class Stall:
         return (self.next_ts_ns - self.data_ts_ns) / 1e6
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NagleEvidence:
     small_segments: int = 0  # sub-MSS data segments sent (first transmissions)
     held_until_ack: int = 0  # sub-MSS data that waited for a pure ACK and followed it at once
@@ -223,7 +232,7 @@ class SenderTimeline:
             if first is None:
                 first = seg
             if seg[3]:
-                self.delays_us[(ts - seg[1]) // 1000] += 1
+                self.delays_us[quantize_us((ts - seg[1]) // 1000)] += 1
             else:
                 clean = False
         if first is None:

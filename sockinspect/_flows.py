@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
-from ._delays import FOLLOW_BASE_NS, NagleEvidence, SenderTimeline, nagle_verdict
+from ._delays import FOLLOW_BASE_NS, NagleEvidence, SenderTimeline, nagle_verdict, quantize_us
 from ._metrics import conn_state, sizes_from_counts, stats_from_counts, stats_from_values
 from ._model import (
     Direction,
@@ -138,7 +138,7 @@ class _TcpBuilder:
                     if self.request_ts is None:
                         self.request_ts = ts
                 elif self.request_ts is not None:
-                    self.latencies_us[(ts - self.request_ts) // 1000] += 1
+                    self.latencies_us[quantize_us((ts - self.request_ts) // 1000)] += 1
                     self.request_ts = None
             if not side.segments:
                 side.first_data_ts = ts
@@ -348,10 +348,25 @@ class _Table:
                 waiting.remove(old)
 
 
-class FlowTracker:
-    """Feed packets in file order; ``finish()`` returns the connections and flows."""
+def _share_of(*parts: int) -> int:
+    """A hash of a connection's ports and last address bytes, the same in both directions
+    (xor of Knuth multiplicative hashes, whose high bits mix well)."""
+    h = 0
+    for x in parts:
+        h ^= (x * 2654435761 >> 13) & 0xFFFF
+    return h
 
-    def __init__(self) -> None:
+
+class FlowTracker:
+    """Feed packets in file order; ``finish()`` returns the connections and flows.
+
+    ``share=(k, n)`` keeps only the k-th of n disjoint shares of the connections
+    (all packets of a connection fall in the same share, whatever their
+    direction or VLAN), so n processes can each rebuild one share of a capture.
+    """
+
+    def __init__(self, share: tuple[int, int] = (0, 1)) -> None:
+        self._share, self._shares = share
         self._tcp = _Table()
         self._udp = _Table()
         self._tcp_all: list[_TcpBuilder] = []
@@ -361,6 +376,8 @@ class FlowTracker:
     def feed(self, pkt: Packet) -> None:
         """Account one packet to its connection or flow."""
         vlan, src, dst, proto, sport, dport = pkt[3:9]  # one slice beats six attribute reads
+        if self._shares > 1 and _share_of(sport, dport, src[-1], dst[-1]) % self._shares != self._share:
+            return
         key = (vlan, src, sport, dst, dport)
         if proto == TCP:
             conn = self._tcp.by_key.get(key) or self._tcp.get(pkt, key)

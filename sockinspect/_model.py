@@ -7,10 +7,11 @@ rendering, documented in docs/json.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TypeVar
 
 from ._delays import NagleEvidence, Stall
+from ._record import record
 
 
 def ms(ns: int | None) -> float | None:
@@ -18,7 +19,7 @@ def ms(ns: int | None) -> float | None:
     return None if ns is None else ns / 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     addr: str
     port: int
@@ -27,7 +28,7 @@ class Endpoint:
         return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stats:
     """Summary of a set of values (payload sizes in bytes, or delays in ms)."""
 
@@ -38,7 +39,7 @@ class Stats:
     max: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sizes:
     """Payload sizes of the segments that carried data, in bytes, relative to the MSS."""
 
@@ -52,7 +53,7 @@ class Sizes:
     histogram: tuple[tuple[str, int], ...] = ()  # (bucket label, segments)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Handshake:
     """The three-way handshake as seen at the capture point."""
 
@@ -88,7 +89,7 @@ def _gap_ms(start: int | None, end: int | None) -> float | None:
     return None if start is None or end is None else (end - start) / 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Direction:
     """One direction of a TCP connection: ``c2s`` (client to server) or ``s2c``."""
 
@@ -122,7 +123,7 @@ class Direction:
         return self.stall_ns_total / 1e6
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpConnection:
     """A TCP connection: client = the SYN sender (or inferred, see ``inferred``)."""
 
@@ -153,14 +154,14 @@ class TcpConnection:
         return self.c2s.packets + self.s2c.packets
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdpDirection:
     packets: int = 0
     bytes: int = 0  # UDP payload bytes (length field minus 8)
     frame_bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UdpFlow:
     """A UDP flow; ``a`` sent the first datagram."""
 
@@ -217,7 +218,7 @@ def _names(items: Selection) -> str:
     return ", ".join(shown) + (", ..." if len(items) > 5 else "") if shown else "none"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Capture:
     """Everything ``analyze`` learned from one capture file."""
 
