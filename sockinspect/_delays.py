@@ -54,6 +54,11 @@ FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
 WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
 MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
 MAX_STALLS_LISTED = 1000
+# When a list, every ACK that newly covers data appends (ACK packet, first and last
+# covered data packet, segments covered, delay from the last one in ns, all sent
+# once, ends exactly at the last data byte (not beyond, at a FIN)). Off by default;
+# for comparing with tshark's tcp.analysis.ack_rtt.
+ACK_LOG: list[tuple[int, int, int, int, int, bool, bool]] | None = None
 
 
 SIGNIFICANT_BITS = 10  # delays are kept to 1 part in 1024: memory stays bounded per connection
@@ -227,8 +232,10 @@ class SenderTimeline:
         first: list | None = None
         clean = True
         out = self.outstanding
+        covered = 0
         while out and not 0 < (out[0][0] - ack) & 0xFFFFFFFF < SEQ_HALF:
             seg = out.popleft()
+            covered += 1
             if first is None:
                 first = seg
             if seg[3]:
@@ -237,6 +244,8 @@ class SenderTimeline:
                 clean = False
         if first is None:
             return
+        if ACK_LOG is not None:
+            ACK_LOG.append((number, first[2], seg[2], covered, ts - seg[1], clean, ack == seg[0]))
         mss = self.mss or max(self.max_payload, MIN_MSS)
         if (not carries_data and clean and ts - first[1] >= DELAYED_ACK_THRESHOLD_NS
                 and newly < 2 * mss):
