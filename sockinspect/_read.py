@@ -48,15 +48,13 @@ class CaptureReader:
 
     Attributes filled while reading: ``format`` ("pcap", "pcap-ns", "pcapng",
     with "+gzip" when compressed), ``linktypes`` (of the interfaces declared),
-    ``warnings`` (one line each) and ``bytes_read`` (position in the file, for
-    progress reports).
+    ``warnings`` (one line each); ``position()`` tells how far reading got.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.warnings: list[str] = []
         self.linktypes: list[int] = []
-        self.bytes_read = 0
         self.size = 0
         self._file, head, self.format = _open(self.path)
         self.size = os.fstat(self._raw_fileno()).st_size
@@ -81,9 +79,20 @@ class CaptureReader:
         except (OSError, ValueError):
             return self.size
 
-    def _check_gzip(self) -> None:
+    def _more(self, base: int, pos: int, end: int, unit: str) -> bytes | None:
+        """The next chunk of the file, or None at its end (with a warning for a
+        partial ``unit`` left over, or a damaged gzip stream)."""
+        more = self._file.read(CHUNK)
+        if more:
+            return more
         if getattr(self._file, "damaged", False):
             self._warn("the gzip stream is damaged; the packets before the damage were read")
+        if pos < end:
+            self._warn(
+                f"file cut short in the middle of a {unit} at byte offset {base + pos} "
+                f"({end - pos} bytes left over); the packets before it were read"
+            )
+        return None
 
     def __iter__(self) -> Iterator[Frame]:
         try:
@@ -127,15 +136,8 @@ class CaptureReader:
                     break
                 yield _new(Frame, (sec * 1_000_000_000 + frac * ns_per_unit, linktype, wirelen, buf, pos + 16, caplen))
                 pos += 16 + caplen
-            more = self._file.read(CHUNK)
-            self.bytes_read = base + end
-            if not more:
-                self._check_gzip()
-                if pos < end:
-                    self._warn(
-                        f"file cut short in the middle of a packet at byte offset {base + pos} "
-                        f"({end - pos} bytes left over); the packets before it were read"
-                    )
+            more = self._more(base, pos, end, "packet")
+            if more is None:
                 return
             base += pos
             buf = buf[pos:] + more
@@ -204,15 +206,8 @@ class CaptureReader:
                     interfaces = []
                     first_section = False
                 pos += blen
-            more = self._file.read(CHUNK)
-            self.bytes_read = base + end
-            if not more:
-                self._check_gzip()
-                if pos < end:
-                    self._warn(
-                        f"file cut short in the middle of a block at byte offset {base + pos} "
-                        f"({end - pos} bytes left over); the packets before it were read"
-                    )
+            more = self._more(base, pos, end, "block")
+            if more is None:
                 return
             base += pos
             buf = buf[pos:] + more
