@@ -1,10 +1,10 @@
 """What every reference program shares: arguments, logging, the readiness line,
 client connections (with the Nagle choice), and a clean stop on Ctrl-C / SIGTERM.
 
-Readiness line: once a server is listening it prints exactly one line to stdout,
-``listening on HOST PORT`` (HOST as given to ``--host``'s bind, PORT the real
-port, so ``--port 0`` tells you what the OS chose), and flushes it. Everything
-else a server reports goes to stderr, through ``logging``.
+Readiness line: once a server is listening, its first stdout line, flushed at
+once, is ``listening on HOST PORT``: the address it bound and the real port (so
+``--port 0`` tells what the OS chose; the port is always the last word). What
+a server logs goes to stderr.
 """
 
 from __future__ import annotations
