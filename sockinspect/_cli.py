@@ -37,7 +37,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sockinspect",
-        description="Make TCP behaviour visible: analyze captures of TCP and UDP traffic.",
+        description="Make TCP behaviour visible and testable: analyze captures, check them in CI, "
+        "and run the socket lab's programs under capture.",
     )
     parser.add_argument("--version", action="version", version=f"sockinspect {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
