@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ._decode import LINKTYPE_NAMES, Decoder, Defect
+from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
 from ._flows import FlowTracker
 from ._model import Capture, Selection
 from ._read import CaptureReader
@@ -37,7 +37,7 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     reader = CaptureReader(path)
     if workers is None:
         workers = min(os.cpu_count() or 1, MAX_WORKERS) if reader.size >= PARALLEL_MIN_BYTES else 1
-    with _gc_paused():
+    with gc_paused():
         if workers <= 1:
             return _analyze(path, reader, progress, (0, 1))
         context = multiprocessing.get_context("fork")
@@ -52,10 +52,11 @@ MAX_WORKERS = 4
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The pipeline makes millions of short-lived tuples and keeps many long-lived
-    ones, but no reference cycles: the cyclic collector would only rescan the live
-    ones again and again (about 8% of the run). Paused here, restored after."""
+def gc_paused() -> Iterator[None]:
+    """The pipeline (and a report of its result) makes millions of short-lived
+    tuples and keeps many long-lived ones, but no reference cycles: the cyclic
+    collector would only rescan the live ones again and again (about 8% of the
+    run, a third of building a large JSON report). Paused here, restored after."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -67,7 +68,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _analyze_share(path: str, share: int, shares: int) -> Capture:
     """One worker process: the whole file, its share of the connections."""
-    with _gc_paused():
+    with gc_paused():
         return _analyze(path, CaptureReader(path), None, (share, shares))
 
 
@@ -84,8 +85,8 @@ def _merge(first: Capture, others: list[Capture]) -> Capture:
 
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
              share: tuple[int, int]) -> Capture:
-    decoder = Decoder()
-    tracker = FlowTracker(share)
+    decoder = Decoder(share)
+    tracker = FlowTracker()
     decode, feed = decoder.decode, tracker.feed
     defects: Counter[str] = Counter()
     first_malformed: dict[str, tuple[int, str]] = {}
@@ -99,7 +100,9 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
             if last_ts is None or ts > last_ts:
                 last_ts = ts
         pkt = decode(frame, number)
-        if type(pkt) is Defect:
+        if pkt is OTHER_SHARE:
+            pass
+        elif type(pkt) is Defect:
             defects[pkt.kind] += 1
             if pkt.malformed and pkt.kind not in first_malformed:
                 first_malformed[pkt.kind] = (number, pkt.detail)

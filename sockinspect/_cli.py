@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._analyze import analyze
+from ._analyze import analyze, gc_paused
 from ._capture import LiveCapture, can_capture
 from ._check import load_rules_file, parse_rules, run_checks
 from ._lab import lab_answers
@@ -188,6 +188,11 @@ def _progress_printer(path: str):  # noqa: ANN202
 def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.compare:
         return _cmd_compare(args)
+    with gc_paused():
+        return _report_files(args)
+
+
+def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
     for path in args.files:

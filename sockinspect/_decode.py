@@ -68,6 +68,16 @@ NOT_IP = Defect("not_ip", "not an IPv4/IPv6 packet", False)
 OTHER_PROTOCOL = Defect("other_protocol", "IP protocol other than TCP/UDP", False)
 FRAGMENT = Defect("ip_fragment", "IP fragment of a datagram not complete yet", False)
 BAD_IPCOMP = Defect("bad_ipcomp", "IPComp payload that is not DEFLATE or does not inflate", True)
+# A well-formed packet of a connection in another process's share (see Decoder).
+OTHER_SHARE = Defect("other_share", "left to another worker process", False)
+
+
+def share_of(sport: int, dport: int, src: bytes, dst: bytes) -> int:
+    """A hash of a connection's ports and last address bytes, the same in both
+    directions and on any VLAN (xor of Knuth multiplicative hashes, whose high
+    bits mix well): ``share_of(...) % n`` splits connections into n shares."""
+    k = 2654435761
+    return ((sport * k >> 13) ^ (dport * k >> 13) ^ (src[-1] * k >> 13) ^ (dst[-1] * k >> 13)) & 0xFFFF
 
 
 def _ipcomp(data: bytes, start: int, end: int) -> bytes | None:
@@ -83,10 +93,17 @@ def _ipcomp(data: bytes, start: int, end: int) -> bytes | None:
 
 
 class Decoder:
-    """Turns frames into :class:`Packet` or :class:`Defect`; reassembles IP fragments."""
+    """Turns frames into :class:`Packet` or :class:`Defect`; reassembles IP fragments.
 
-    def __init__(self) -> None:
+    ``share=(k, n)`` keeps only the k-th of n disjoint shares of the connections
+    (all packets of a connection fall in the same share, whatever their direction
+    or VLAN), so n processes can each rebuild one share of a capture; packets of
+    other shares become ``OTHER_SHARE``, once they are known to be well-formed
+    (so every process sees the same defects)."""
+
+    def __init__(self, share: tuple[int, int] = (0, 1)) -> None:
         self.fragments = Reassembler()
+        self._share, self._shares = share
 
     def decode(self, frame: Frame, number: int) -> Packet | Defect:
         ts, linktype, wirelen, data, off, caplen = frame
@@ -97,6 +114,8 @@ class Decoder:
             if vihl == 0x45 and proto == TCP and not frag & 0x3FFF:
                 t = off + 34
                 sport, dport, seq, ack, off_byte, flags, window = _tcp(data, t)
+                if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
+                    return OTHER_SHARE
                 hlen = (off_byte >> 4) * 4
                 if hlen >= 20:
                     avail = wirelen - 14
@@ -283,6 +302,8 @@ class Decoder:
             hlen = (off_byte >> 4) * 4
             if hlen < 20:
                 return Defect("bad_tcp_header", "TCP data offset below 20 bytes", True)
+            if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
+                return OTHER_SHARE
             options = data[start + 20 : min(end, start + hlen)] if flags & SYN and hlen > 20 else b""
             return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, TCP, sport, dport,
                           seq, ack, flags, window, max(length - hlen, 0), options)
@@ -290,6 +311,8 @@ class Decoder:
             return Defect("truncated", "UDP header cut short", True)
         sport, dport, ulen = _udp(data, start)
         payload = ulen - 8 if ulen >= 8 else length - 8
+        if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
+            return OTHER_SHARE
         return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, UDP, sport, dport,
                       0, 0, 0, 0, max(payload, 0), b"")
 

@@ -348,25 +348,10 @@ class _Table:
                 waiting.remove(old)
 
 
-def _share_of(*parts: int) -> int:
-    """A hash of a connection's ports and last address bytes, the same in both directions
-    (xor of Knuth multiplicative hashes, whose high bits mix well)."""
-    h = 0
-    for x in parts:
-        h ^= (x * 2654435761 >> 13) & 0xFFFF
-    return h
-
-
 class FlowTracker:
-    """Feed packets in file order; ``finish()`` returns the connections and flows.
+    """Feed packets in file order; ``finish()`` returns the connections and flows."""
 
-    ``share=(k, n)`` keeps only the k-th of n disjoint shares of the connections
-    (all packets of a connection fall in the same share, whatever their
-    direction or VLAN), so n processes can each rebuild one share of a capture.
-    """
-
-    def __init__(self, share: tuple[int, int] = (0, 1)) -> None:
-        self._share, self._shares = share
+    def __init__(self) -> None:
         self._tcp = _Table()
         self._udp = _Table()
         self._tcp_all: list[_TcpBuilder] = []
@@ -376,8 +361,6 @@ class FlowTracker:
     def feed(self, pkt: Packet) -> None:
         """Account one packet to its connection or flow."""
         vlan, src, dst, proto, sport, dport = pkt[3:9]  # one slice beats six attribute reads
-        if self._shares > 1 and _share_of(sport, dport, src[-1], dst[-1]) % self._shares != self._share:
-            return
         key = (vlan, src, sport, dst, dport)
         if proto == TCP:
             conn = self._tcp.by_key.get(key) or self._tcp.get(pkt, key)

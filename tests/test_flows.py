@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from helpers import CLIENT, SERVER, analyze_frames, full_connection, handshake, tcp, udp
 from scapy.layers.inet import IP, UDP, fragment
 from scapy.layers.l2 import Ether
+
+from sockinspect import analyze
+from sockinspect._report import to_dict
+from sockinspect.errors import CaptureFormatError
 
 
 def test_full_connection(tmp_path):
@@ -132,3 +139,18 @@ def test_truncated_header_is_a_warning_not_a_crash(tmp_path):
     assert cap.defects == {"truncated": 1}
     assert cap.warnings == ("packet 4: TCP header cut short",)
     assert cap.tcp.only().c2s.packets == 4
+
+
+CORPUS = sorted(p for p in (Path(__file__).parent / "data" / "corpus").glob("*.pcap*"))
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_worker_shares_rebuild_the_same_analysis(path):
+    """Large files are split by connection over processes: the report must not change."""
+    try:
+        one = analyze(path, workers=1)
+    except CaptureFormatError:
+        return
+    for workers in (2, 3):
+        split = analyze(path, workers=workers)
+        assert to_dict(split, split.tcp, split.udp) == to_dict(one, one.tcp, one.udp), workers
