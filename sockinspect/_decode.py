@@ -34,6 +34,8 @@ _ipv4_fast = struct.Struct("!BxH2xHxB2x4s4s").unpack_from  # vihl, totlen, frag,
 _tcp = struct.Struct("!HHIIBBH").unpack_from  # sport, dport, seq, ack, off, flags, window
 _udp = struct.Struct("!HHH").unpack_from  # sport, dport, length
 _ipv6_ext = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
+_DECODED_IN_IP = frozenset((TCP, UDP, 4, 41, 108))  # what IPv4 fragments are reassembled for
 
 
 class Packet(NamedTuple):
@@ -114,10 +116,10 @@ class Decoder:
             if vihl == 0x45 and proto == TCP and not frag & 0x3FFF:
                 t = off + 34
                 sport, dport, seq, ack, off_byte, flags, window = _tcp(data, t)
-                if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
-                    return OTHER_SHARE
                 hlen = (off_byte >> 4) * 4
                 if hlen >= 20:
+                    if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
+                        return OTHER_SHARE
                     avail = wirelen - 14
                     length = (total if total <= avail else avail) - 20 if total else end - t
                     options = data[t + 20 : min(end, t + hlen)] if flags & SYN and hlen > 20 else b""
@@ -128,17 +130,7 @@ class Decoder:
         if linktype == 1:  # Ethernet
             if end - off < 14:
                 return Defect("truncated", "Ethernet header cut short", True)
-            etype = _u16(data, off + 12)[0]
-            off += 14
-            while etype in (0x8100, 0x88A8, 0x9100) and end - off >= 4:
-                tci, etype = struct.unpack_from("!HH", data, off)
-                vlan += (tci & 0x0FFF,)
-                off += 4
-            if etype == 0x0800:
-                return self._ipv4(frame, number, data, off, end, vlan)
-            if etype == 0x86DD:
-                return self._ipv6(frame, number, data, off, end, vlan)
-            return self._other_ethertype(frame, number, data, off, end, vlan, etype)
+            return self._by_ethertype(frame, number, data, off + 14, end, vlan, _u16(data, off + 12)[0])
         if linktype in (0, 108):  # BSD NULL / OpenBSD LOOP: 4-byte address family
             if end - off < 4:
                 return Defect("truncated", "loopback header cut short", True)
@@ -166,6 +158,14 @@ class Decoder:
     # -- link-layer helpers ------------------------------------------------
 
     def _by_ethertype(self, frame, number, data, off, end, vlan, etype):  # noqa: ANN001
+        """The payload of an Ethernet or Linux cooked header, 802.1Q/QinQ tags first
+        (libpcap puts a stripped tag back after a cooked header too)."""
+        while etype in _VLAN_TPIDS:
+            if end - off < 4:
+                return Defect("truncated", "VLAN tag cut short", True)
+            tci, etype = struct.unpack_from("!HH", data, off)
+            vlan += (tci & 0x0FFF,)
+            off += 4
         if etype == 0x0800:
             return self._ipv4(frame, number, data, off, end, vlan)
         if etype == 0x86DD:
@@ -216,16 +216,9 @@ class Decoder:
         start = off + ihl
         # total == 0 happens with TSO on the capturing host: trust the captured bytes.
         length = min(total, avail) - ihl if total else end - start
-        if proto == 108 and not frag & 0x3FFF:  # IPComp: decompress and go on inside
-            plain = _ipcomp(data, start, min(end, start + length))
-            if plain is None:
-                return BAD_IPCOMP
-            proto, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
-        if proto != TCP and proto != UDP:
-            if proto == 4 and not frag & 0x3FFF:  # IPv4 in IPv4
-                return self._ipv4(frame, number, data, start, end, vlan, length)
-            if proto == 41 and not frag & 0x3FFF:  # IPv6 in IPv4
-                return self._ipv6(frame, number, data, start, end, vlan, length)
+        if length < 0:
+            return Defect("bad_ip_header", "IPv4 length shorter than its header", True)
+        if proto not in _DECODED_IN_IP:
             return OTHER_PROTOCOL
         if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
             whole = self.fragments.add(
@@ -235,6 +228,17 @@ class Decoder:
             if whole is None:
                 return FRAGMENT
             data, start, end, length = whole, 0, len(whole), len(whole)
+        if proto == 108:  # IPComp: decompress and go on inside
+            plain = _ipcomp(data, start, min(end, start + length))
+            if plain is None:
+                return BAD_IPCOMP
+            proto, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
+        if proto == 4:  # IPv4 in IPv4
+            return self._ipv4(frame, number, data, start, end, vlan, length)
+        if proto == 41:  # IPv6 in IPv4
+            return self._ipv6(frame, number, data, start, end, vlan, length)
+        if proto != TCP and proto != UDP:
+            return OTHER_PROTOCOL
         return self._transport(frame, number, vlan, src, dst, proto, data, start, end, length)
 
     def _ipv6(self, frame, number, data, off, end, vlan, avail=None):  # noqa: ANN001
@@ -283,9 +287,9 @@ class Decoder:
                     )
                     if whole is None:
                         return FRAGMENT
-                    if inner != TCP and inner != UDP:
-                        return OTHER_PROTOCOL
-                    return self._transport(frame, number, vlan, src, dst, inner, whole, 0, len(whole), len(whole))
+                    # The reassembled payload may hold more headers (destination options, AH).
+                    nxt, data, start, end, length = inner, whole, 0, len(whole), len(whole)
+                    continue
                 hlen = 8  # atomic fragment: carry on with the next header
             nxt = data[start]
             start += hlen

@@ -11,14 +11,15 @@ Rules (Linux, see _linux.py for the constants and their sources):
   left out (Karn's rule: the ACK cannot tell which copy it answers).
 - **Delayed ACK**: an ACK that newly covers data, carries no data itself, came
   at least ``DELAYED_ACK_THRESHOLD_NS`` (35 ms) after the earliest segment it
-  newly covers, and covers less than two full-sized segments (Linux ACKs every
-  second full segment at once, so larger ACKs are not the delayed-ACK timer).
+  newly covers, covers less than two full-sized segments (Linux ACKs every
+  second full segment at once, so larger ACKs are not the delayed-ACK timer),
+  and covers only segments sent once (Karn again).
 - **Nagle** (tcp_output.c, ``tcp_nagle_test`` / ``tcp_minshall_check``): with
   Nagle on, a sub-MSS segment is not sent while the sender's previous sub-MSS
-  segment is unacknowledged; FIN and urgent data are exempt. So a sub-MSS
-  segment sent while an earlier sub-MSS one is unacknowledged proves Nagle is
-  off (``small_while_small_unacked``) -- as far as the capture holds every
-  ACK, so a verdict needs two such cases. A sub-MSS segment sent right after a
+  segment is unacknowledged; FIN is exempt (so is urgent data, not modelled
+  here). So a sub-MSS segment sent while an earlier sub-MSS one is
+  unacknowledged proves Nagle is off (``small_while_small_unacked``) -- as
+  far as the capture holds every ACK, so a verdict needs two such cases. A sub-MSS segment sent right after a
   pure ACK (no data) that acknowledged the previous sub-MSS segment, when the
   wait for that ACK was much longer than the follow-up, is data that waited for
   the ACK (``held_until_ack``): evidence for Nagle on. A pure ACK gives the
@@ -38,7 +39,7 @@ plus the handshake RTT. TCP_CORK also holds sub-MSS data (until 200 ms), and an
 application that writes late right after a pure ACK by coincidence looks the
 same; repeated evidence is required for ``on``. Sub-MSS uses the MSS the
 receiver announced (minus 12 bytes when TCP timestamps are in use); without a
-SYN it is the largest payload seen so far.
+SYN it is the largest payload seen so far, at least 536 bytes (RFC 1122).
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ class SenderTimeline:
         if high is not None and not 0 < (end - high) & 0xFFFFFFFF < SEQ_HALF:  # nothing new
             if ts is not None:
                 self._resent(end, ts, number)
-            return not (n == 1 and (high - seq) & 0xFFFFFFFF == 1)  # a keep-alive is not resent data
+            # A keep-alive (one old byte, all data acknowledged) is not resent data.
+            return not (n == 1 and (high - seq) & 0xFFFFFFFF == 1 and self.snd_una == high)
         self.high = end
         if ts is None:
             return False

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
 from ._delays import FOLLOW_BASE_NS, NagleEvidence, SenderTimeline, nagle_verdict, quantize_us
-from ._metrics import conn_state, sizes_from_counts, stats_from_counts, stats_from_values
+from ._metrics import conn_state, sizes_from_counts, stats_from_counts
 from ._model import (
     Direction,
     Endpoint,
@@ -86,7 +86,7 @@ class _TcpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "synack_ts",
                  "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
-                 "latencies_us")
+                 "latencies_us", "guessed_client")
 
     def __init__(self, index: int, pkt: Packet) -> None:
         self.index = index
@@ -105,6 +105,7 @@ class _TcpBuilder:
         self.timelines = (SenderTimeline(), SenderTimeline())  # by sending side
         self.request_ts: int | None = None  # client data not answered yet
         self.latencies_us: Counter[int] = Counter()
+        self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
 
     def ended(self) -> bool:
         a, b = self.sides
@@ -115,12 +116,12 @@ class _TcpBuilder:
         side = self.sides[s]
         if side.isn is not None:
             return pkt.seq != side.isn  # the same ISN: a retransmitted SYN
-        if self.ended():
+        if self.ended() or self.client is None:  # no SYN seen yet: this one opens a new connection
             return True
         ts, last = pkt.ts_ns, self.last_ts
         if ts is not None and last is not None and ts - last > IDLE_RESTART_NS:
             return True
-        return side.packets > 0 and self.client is not None and self.client != s
+        return side.packets > 0 and self.client != s
 
     def feed(self, pkt: Packet, s: int) -> None:
         number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, _win, n, opts = pkt
@@ -133,8 +134,8 @@ class _TcpBuilder:
         if n:
             if timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
                 side.retransmissions += 1
-            if ts is not None and self.client is not None:  # request -> reply latency, inline (hot)
-                if s == self.client:
+            if ts is not None:  # request -> reply latency, inline (hot)
+                if s == (self.client if self.client is not None else self.guessed_client):
                     if self.request_ts is None:
                         self.request_ts = ts
                 elif self.request_ts is not None:
@@ -204,7 +205,7 @@ class _TcpBuilder:
 
     def build(self, name: Callable[[bytes], str]) -> TcpConnection:
         inferred = self.client is None
-        c = self.client if self.client is not None else _infer_client(self.port)
+        c = self.client if self.client is not None else self.guessed_client
         s = 1 - c
         role = {c: "client", s: "server"}
         client_port = self.port[c]
@@ -255,7 +256,7 @@ def _infer_client(ports: tuple[int, int]) -> int:
 
 class _UdpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "packets", "bytes", "frame_bytes",
-                 "pending_ts", "rtts", "first_ts", "last_ts", "first_packet", "last_packet")
+                 "pending_ts", "rtts_us", "first_ts", "last_ts", "first_packet", "last_packet")
 
     def __init__(self, index: int, pkt: Packet) -> None:
         self.index = index
@@ -267,7 +268,7 @@ class _UdpBuilder:
         self.bytes = [0, 0]
         self.frame_bytes = [0, 0]
         self.pending_ts: int | None = None  # an a->b datagram not yet answered
-        self.rtts: list[int] = []
+        self.rtts_us: Counter[int] = Counter()  # quantized, as TCP's delays: memory stays bounded
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
 
@@ -282,7 +283,7 @@ class _UdpBuilder:
                 if self.pending_ts is None:
                     self.pending_ts = ts
             elif self.pending_ts is not None:
-                self.rtts.append(ts - self.pending_ts)
+                self.rtts_us[quantize_us((ts - self.pending_ts) // 1000)] += 1
                 self.pending_ts = None
             if self.last_ts is None or ts > self.last_ts:
                 self.last_ts = ts
@@ -298,7 +299,7 @@ class _UdpBuilder:
             vlan=self.vlan,
             a2b=UdpDirection(self.packets[0], self.bytes[0], self.frame_bytes[0]),
             b2a=UdpDirection(self.packets[1], self.bytes[1], self.frame_bytes[1]),
-            rtt_ms=stats_from_values([r / 1_000_000 for r in self.rtts]),
+            rtt_ms=_us_to_ms(stats_from_counts(self.rtts_us)),
             first_ts_ns=self.first_ts,
             last_ts_ns=self.last_ts,
             first_packet=self.first_packet,

@@ -23,7 +23,10 @@ class Reassembler:
 
     def add(self, key: Hashable, offset: int, more: bool, data: bytes, length: int) -> bytes | None:
         """Add one fragment (``length`` is its size per the IP header, ``data`` what was
-        captured of it). Returns the reassembled transport payload, or None."""
+        captured of it). Returns the reassembled transport payload, or None.
+        A fragment of negative length (a corrupt header) is ignored."""
+        if length < 0:
+            return None
         dgram = self._pending.get(key)
         if dgram is None:
             if len(self._pending) >= self.max_pending:

@@ -15,7 +15,7 @@ from ._record import record
 
 
 def ms(ns: int | None) -> float | None:
-    """Nanoseconds to milliseconds (3 decimals kept by the report), None stays None."""
+    """Nanoseconds to milliseconds, None stays None."""
     return None if ns is None else ns / 1_000_000
 
 
@@ -30,7 +30,7 @@ class Endpoint:
 
 @record
 class Stats:
-    """Summary of a set of values (payload sizes in bytes, or delays in ms)."""
+    """Summary of a set of values (delays and latencies in ms)."""
 
     count: int = 0
     min: float | None = None
@@ -178,6 +178,10 @@ class UdpFlow:
     last_packet: int
 
     @property
+    def duration_ms(self) -> float | None:
+        return _gap_ms(self.first_ts_ns, self.last_ts_ns)
+
+    @property
     def packets(self) -> int:
         return self.a2b.packets + self.b2a.packets
 
@@ -232,3 +236,7 @@ class Capture:
     defects: dict[str, int]
     tcp: Selection[TcpConnection]
     udp: Selection[UdpFlow]
+
+    @property
+    def duration_ms(self) -> float | None:
+        return _gap_ms(self.first_ts_ns, self.last_ts_ns)

@@ -30,6 +30,8 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 # A record larger than this cannot be a packet: the file is corrupt from there on.
 MAX_RECORD = 1 << 24
+# pcapng blocks shorter than their fixed fields (by block type), whole block length.
+MIN_BLOCK_LENGTH = {1: 20, 2: 32, 3: 16, 6: 32}
 
 
 class Frame(NamedTuple):
@@ -162,7 +164,7 @@ class CaptureReader:
                         endian = "<"
                     elif bom == b"\x1a\x2b\x3c\x4d":
                         endian = ">"
-                    elif pos + 12 <= end:
+                    else:
                         return self._fail(first_section, base + pos, "section header with a bad byte-order magic")
                 btype, blen = struct.unpack_from(endian + "II", buf, pos)
                 if blen < 12 or blen % 4 or blen > MAX_RECORD:
@@ -172,8 +174,14 @@ class CaptureReader:
                 if struct.unpack_from(endian + "I", buf, pos + blen - 4)[0] != blen:
                     return self._fail(first_section, base + pos, "block lengths at start and end differ")
                 body, body_end = pos + 8, pos + blen - 4
-                if btype == 6:  # Enhanced Packet Block
-                    iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
+                if blen < MIN_BLOCK_LENGTH.get(btype, 12):
+                    self._warn(f"block of type {btype} at byte offset {base + pos} is too short "
+                               f"({blen} bytes); skipped")
+                elif btype == 6 or btype == 2:  # Enhanced Packet Block, obsolete Packet Block
+                    if btype == 6:
+                        iface, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "IIIII", buf, body)
+                    else:
+                        iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
                     if iface >= len(interfaces) or body + 20 + caplen > body_end:
                         self._warn(f"bad packet block at byte offset {base + pos}; skipped")
                     else:
@@ -187,14 +195,6 @@ class CaptureReader:
                     else:
                         caplen = min(wirelen, body_end - body - 4)
                         yield Frame(None, interfaces[0][0], wirelen, buf, body + 4, caplen)
-                elif btype == 2:  # obsolete Packet Block
-                    iface, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(endian + "HHIIII", buf, body)
-                    if iface >= len(interfaces) or body + 20 + caplen > body_end:
-                        self._warn(f"bad packet block at byte offset {base + pos}; skipped")
-                    else:
-                        linktype, num, den, off = interfaces[iface]
-                        ts = ((ts_hi << 32 | ts_lo) * num) // den + off
-                        yield Frame(ts, linktype, wirelen, buf, body + 20, caplen)
                 elif btype == 1:  # Interface Description Block
                     linktype, _reserved, _snaplen = struct.unpack_from(endian + "HHI", buf, body)
                     num, den, off = _interface_clock(buf, body + 8, body_end, endian)
@@ -227,6 +227,8 @@ def _interface_clock(buf: bytes, pos: int, end: int, endian: str) -> tuple[int, 
         if code == 0:
             break
         value = pos + 4
+        if value + length > end:
+            break  # an option overrunning its block: keep what was read
         if code == 9 and length >= 1:  # if_tsresol
             r = buf[value]
             units_per_s = 2 ** (r & 0x7F) if r & 0x80 else 10 ** r

@@ -12,8 +12,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ._metrics import CONN_STATES
-from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow, ms
+from ._metrics import CONN_STATES, stats_from_values
+from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
 
 SCHEMA_VERSION = 1
 
@@ -170,7 +170,7 @@ def to_csv_rows(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[UdpFlo
         rows.append([
             cap.file, "udp", f.index, f.a.addr, f.a.port, f.b.addr, f.b.port,
             "", _round(f.rtt_ms.median), "", "", f.a2b.packets, f.a2b.bytes, f.a2b.packets,
-            f.b2a.packets, f.b2a.bytes, f.b2a.packets, _round(ms(_span(f.first_ts_ns, f.last_ts_ns))),
+            f.b2a.packets, f.b2a.bytes, f.b2a.packets, _round(f.duration_ms),
         ])
     return rows
 
@@ -182,10 +182,6 @@ def csv_text(rows: list[list], header: bool = True) -> str:
         writer.writerow(CSV_COLUMNS)
     writer.writerows(["" if v is None else v for v in row] for row in rows)
     return out.getvalue()
-
-
-def _span(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else b - a
 
 
 # -- tables for people --------------------------------------------------------
@@ -201,17 +197,20 @@ def _client(c: TcpConnection) -> str:
 
 
 def summary_line(cap: Capture, n_tcp: int, n_udp: int) -> str:
-    span = _span(cap.first_ts_ns, cap.last_ts_ns)
-    start = (
-        datetime.fromtimestamp(cap.first_ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if cap.first_ts_ns is not None
-        else "no timestamps"
-    )
     return (
         f"{cap.file}: {cap.format}, {'/'.join(cap.linktypes) or 'no interfaces'}, "
-        f"{cap.packets} packets, {start}, {_num(ms(span))} ms; "
+        f"{cap.packets} packets, {_start(cap.first_ts_ns)}, {_num(cap.duration_ms)} ms; "
         f"{n_tcp} TCP connections, {n_udp} UDP flows"
     )
+
+
+def _start(ts_ns: int | None) -> str:
+    if ts_ns is None:
+        return "no timestamps"
+    try:
+        return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):  # a clock no calendar covers: say the number
+        return f"t={ts_ns / 1e9:.9f} s"
 
 
 def tcp_table(conns: Iterable[TcpConnection]) -> str:
@@ -367,22 +366,14 @@ def _compare_column(conns: list[TcpConnection]) -> list[str]:
     lat = [c.request_latency_ms for c in conns if c.request_latency_ms.count]
     return [
         str(len(conns)), name, str(sum(d.segments for d in ds)),
-        _num(_middle(sizes), 0), str(sum(d.sizes.sub_mss for d in ds)), "/".join(verdicts) or "-",
+        _num(stats_from_values(sizes).median, 0), str(sum(d.sizes.sub_mss for d in ds)), "/".join(verdicts) or "-",
         f"{sum(d.nagle_evidence.held_until_ack for d in ds)}/"
         f"{sum(d.nagle_evidence.small_while_small_unacked for d in ds)}",
-        _num(_middle(medians)), _num(max(maxes) if maxes else None), str(sum(d.delayed_acks for d in ds)),
+        _num(stats_from_values(medians).median), _num(max(maxes) if maxes else None),
+        str(sum(d.delayed_acks for d in ds)),
         str(sum(d.stalls for d in ds)), _num(sum(d.stall_ms_total for d in ds), 1),
-        _num(_middle([s.median for s in lat])), _num(max((s.p95 for s in lat), default=None)),
+        _num(stats_from_values([s.median for s in lat]).median), _num(max((s.p95 for s in lat), default=None)),
     ]
-
-
-def _middle(values: list[float]) -> float | None:
-    """Median of per-connection values (one connection: its own value)."""
-    if not values:
-        return None
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def _ranges(c: TcpConnection) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
-from helpers import CLIENT, SERVER, analyze_frames, full_connection, handshake, tcp, udp
-from scapy.layers.inet import IP, UDP, fragment
+from helpers import CLIENT, SERVER, T0, analyze_frames, full_connection, handshake, tcp, udp, write_pcap
+from scapy.layers.inet import IP, TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
 
 from sockinspect import analyze
@@ -154,3 +156,69 @@ def test_worker_shares_rebuild_the_same_analysis(path):
     for workers in (2, 3):
         split = analyze(path, workers=workers)
         assert to_dict(split, split.tcp, split.udp) == to_dict(one, one.tcp, one.udp), workers
+
+
+def test_worker_shares_count_the_same_defects(tmp_path):
+    """A malformed packet is a defect in every worker, whichever share its ports fall in."""
+    frames = [bytes(Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000 + i, dport=80, dataofs=4) / (b"x" * 12))
+              for i in range(8)]
+    path = write_pcap(tmp_path / "bad.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
+    assert analyze(path, workers=1).defects == analyze(path, workers=2).defects == {"bad_tcp_header": 8}
+
+
+def test_vlan_tag_after_a_linux_cooked_header(tmp_path):
+    """libpcap puts a stripped 802.1Q tag back after the SLL header (protocol 0x8100)."""
+    def cooked(frame: bytes, vlan: int) -> bytes:
+        return struct.pack("!HHH8s", 0, 1, 6, b"") + b"\x81\x00" + struct.pack("!H", vlan) + frame[12:]
+    records = [(T0 + i * 1_000_000, cooked(f, 10)) for i, f in enumerate(full_connection())]
+    cap = analyze(write_pcap(tmp_path / "sll.pcap", records, linktype=113))
+    assert cap.defects == {} and cap.tcp.only().vlan == (10,) and cap.tcp.only().state == "SF"
+
+
+def test_ipv4_header_longer_than_the_datagram_is_a_defect(tmp_path):
+    first = bytes(Ether() / IP(src=CLIENT, dst=SERVER, id=7, proto=17, flags="MF") / (b"\0" * 16))
+    ip = bytearray(bytes(IP(src=CLIENT, dst=SERVER, id=7, proto=17, frag=2)))
+    ip[0], ip[2:4] = 0x4F, struct.pack("!H", 20)  # IHL 60 bytes, total length 20
+    last = bytes(Ether())[:12] + b"\x08\x00" + bytes(ip) + b"\0" * 40
+    cap = analyze_frames(tmp_path, [first, last])
+    assert cap.defects == {"bad_ip_header": 1, "ip_fragment": 1}
+    assert any("IPv4 length shorter than its header" in w for w in cap.warnings)
+
+
+def test_ipv6_headers_inside_the_fragmented_part(tmp_path):
+    """RFC 8200 allows destination options after the fragment header: they are in the reassembled payload."""
+    dgram = (IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=6) / IPv6ExtHdrDestOpt()
+             / UDP(sport=1, dport=2) / (b"x" * 3000))
+    cap = analyze_frames(tmp_path, [bytes(Ether() / f) for f in fragment6(dgram, 1280)])
+    flow = cap.udp.only()
+    assert (flow.a2b.packets, flow.a2b.bytes) == (1, 3000)
+
+
+def test_syn_after_a_mid_stream_connection_starts_a_new_one(tmp_path):
+    old = [tcp(CLIENT, SERVER, 40000, 5000, "PA", 777777, 888888, b"req"),
+           tcp(SERVER, CLIENT, 5000, 40000, "PA", 888888, 777780, b"rep")]
+    cap = analyze_frames(tmp_path, old + full_connection(cseq=123456))
+    first, second = cap.tcp
+    assert first.inferred and first.state == "OTH"
+    assert not second.inferred and second.state == "SF" and second.handshake.complete
+    assert second.c2s.retransmissions == second.s2c.retransmissions == 0
+
+
+def test_request_latency_of_a_mid_stream_connection(tmp_path):
+    frames, a, b = [], 1000, 9000
+    for _ in range(3):
+        frames += [tcp(CLIENT, SERVER, 40000, 80, "PA", a, b, b"GET"),
+                   tcp(SERVER, CLIENT, 80, 40000, "PA", b, a + 3, b"OK!")]
+        a, b = a + 3, b + 3
+    conn = analyze_frames(tmp_path, frames).tcp.only()
+    assert conn.inferred and conn.client.port == 40000
+    assert conn.request_latency_ms.count == 3 and conn.request_latency_ms.median == 1.0
+
+
+def test_resent_single_byte_is_a_retransmission_but_a_keep_alive_is_not(tmp_path):
+    keystroke = tcp(CLIENT, SERVER, 40000, 5000, "PA", 1001, 5001, b"k")
+    resent = handshake() + [keystroke, keystroke, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 1002)]
+    assert analyze_frames(tmp_path, resent, gap_ns=200_000_000).tcp.only().c2s.retransmissions == 1
+    keep_alive = [*resent[:3], keystroke, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 1002),
+                  tcp(CLIENT, SERVER, 40000, 5000, "A", 1001, 5001, b"\0")]  # one old byte, all acknowledged
+    assert analyze_frames(tmp_path, keep_alive, gap_ns=200_000_000).tcp.only().c2s.retransmissions == 0

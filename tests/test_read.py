@@ -62,6 +62,41 @@ def test_pcapng_multi_interface_resolution():
     assert cap.format == "pcapng" and cap.packets == 6
 
 
+def _block(btype: int, body: bytes) -> bytes:
+    n = 12 + len(body)
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+
+def _pcapng(packets_ts: int = 1_700_000_000_000_000, idb_options: bytes = b"") -> bytes:
+    """A little-endian pcapng file: section, one Ethernet interface, full_connection() in EPBs."""
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = _block(1, struct.pack("<HHI", 1, 0, 0) + idb_options)
+    epbs = b"".join(
+        _block(6, struct.pack("<IIIII", 0, (packets_ts + i) >> 32, (packets_ts + i) & 0xFFFFFFFF, len(f), len(f))
+               + f + b"\0" * (-len(f) % 4))
+        for i, f in enumerate(full_connection())
+    )
+    return shb + idb + epbs
+
+
+@pytest.mark.parametrize("btype, body", [(6, b""), (2, b"\0" * 8), (3, b""), (1, b"")],
+                         ids=["enhanced", "obsolete", "simple", "interface"])
+def test_pcapng_block_shorter_than_its_fields_is_skipped_with_a_warning(tmp_path, btype, body):
+    path = tmp_path / "short.pcapng"
+    path.write_bytes(_pcapng() + _block(btype, body))
+    cap = analyze(path)
+    assert cap.packets == 8 and cap.tcp.only().state == "SF"
+    assert cap.warnings == (f"block of type {btype} at byte offset 772 is too short ({12 + len(body)} bytes); skipped",)
+
+
+def test_timestamps_beyond_the_calendar_are_shown_as_numbers(tmp_path, capsys):
+    seconds = struct.pack("<HHB3x", 9, 1, 0) + struct.pack("<HH", 0, 0)  # if_tsresol: whole seconds
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(_pcapng(packets_ts=1 << 40, idb_options=seconds))
+    assert main(["analyze", str(path)]) == 0
+    assert "t=1099511627776.000000000 s" in capsys.readouterr().out
+
+
 def test_truncated_file_keeps_the_packets_before(tmp_path):
     path = write_pcap(tmp_path / "x.pcap", _records())
     data = path.read_bytes()
