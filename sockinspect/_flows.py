@@ -71,7 +71,7 @@ class _Side:
             ack_delay_ms=_us_to_ms(delays),
             delayed_acks=timeline.delayed_acks,
             stall_list=tuple(timeline.stalls),
-            stall_count=timeline.stall_count,
+            stalls=timeline.stall_count,
             stall_ns_total=timeline.stall_ns,
         )
 

@@ -111,12 +111,8 @@ class Direction:
     ack_delay_ms: Stats = field(default_factory=Stats)  # data segment -> first ACK covering it
     delayed_acks: int = 0  # ACKs of this direction's data held by the receiver's delayed-ACK timer
     stall_list: tuple[Stall, ...] = ()  # the first 1000 stalls
-    stall_count: int = 0
+    stalls: int = 0  # all of them
     stall_ns_total: int = 0
-
-    @property
-    def stalls(self) -> int:
-        return self.stall_count
 
     @property
     def stall_ms_total(self) -> float:

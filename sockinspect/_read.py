@@ -57,7 +57,6 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.warnings: list[str] = []
         self.linktypes: list[int] = []
-        self.size = 0
         self._file, head, self.format = _open(self.path)
         self.size = os.fstat(self._raw_fileno()).st_size
         if head[:4] in PCAP_MAGIC:
