@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, frag
 from scapy.layers.l2 import Ether
 
 from sockinspect import analyze
+from sockinspect._decode import share_of
 from sockinspect._report import to_dict
 from sockinspect.errors import CaptureFormatError
 
@@ -222,3 +224,15 @@ def test_resent_single_byte_is_a_retransmission_but_a_keep_alive_is_not(tmp_path
     keep_alive = [*resent[:3], keystroke, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 1002),
                   tcp(CLIENT, SERVER, 40000, 5000, "A", 1001, 5001, b"\0")]  # one old byte, all acknowledged
     assert analyze_frames(tmp_path, keep_alive, gap_ns=200_000_000).tcp.only().c2s.retransmissions == 0
+
+
+@pytest.mark.parametrize("shares", [2, 3, 4])
+def test_worker_shares_are_even_when_ports_and_addresses_rise_together(shares):
+    """The slowest worker sets the pace: connections must split evenly, also when each new
+    client has the next port and the next address (as in the benchmark, or a scanner)."""
+    server = bytes([192, 0, 2, 1])
+    sizes = Counter(
+        share_of(32768 + i, 443, bytes([10, 0, i >> 8, i & 0xFF]), server) % shares for i in range(1200)
+    )
+    assert max(sizes.values()) <= 1.1 * 1200 / shares, sizes
+    assert share_of(40000, 443, b"\x0a\x00\x00\x07", server) == share_of(443, 40000, server, b"\x0a\x00\x00\x07")
