@@ -30,6 +30,10 @@ def load_rules_file(path: str | Path) -> tuple[list[str], dict[str, Any]]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such rules file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 TOML rules file (capture and rules swapped?)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     unknown = set(data) - RULES_KEYS

@@ -7,12 +7,15 @@ Errors are one line on stderr; progress goes to stderr only when it is a termina
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
@@ -56,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="one JSON document per file, one per line (docs/json.md)")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per connection and flow")
     an.add_argument("--port", type=_port, action="append", help="only connections/flows with this port (repeatable)")
-    an.add_argument("--host", action="append", help="only connections/flows with this address (repeatable)")
-    an.add_argument("--connection", type=_index, metavar="N", help="show TCP connection N (the # column) in detail")
+    an.add_argument("--host", type=_host, action="append",
+                    help="only connections/flows with this address (repeatable)")
+    an.add_argument("--connection", type=_index, metavar="N",
+                    help="TCP connection N (the # column) alone: in detail, or its JSON/CSV")
     an.add_argument("--compare", action="store_true",
                     help="set two or more captures side by side: sizes, Nagle, ACK delays, stalls, latency")
     an.set_defaults(run=_cmd_analyze)
@@ -75,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TOML file: expect = [\"rule\", ...], optional port = N, host = \"addr\"")
     ck.add_argument("--expect", action="append", default=[], metavar="RULE", help="a rule (repeatable)")
     ck.add_argument("--port", type=_port, action="append", help="only connections/flows with this port")
-    ck.add_argument("--host", action="append", help="only connections/flows with this address")
+    ck.add_argument("--host", type=_host, action="append", help="only connections/flows with this address")
     ck.add_argument("--json", action="store_true", help="results as one JSON document")
     ck.set_defaults(run=_cmd_check)
 
@@ -105,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"one of: {', '.join([*SCENARIOS, 'lab'])}")
     rc.add_argument("--topology", choices=["loopback", "netns"], default="loopback",
                     help="loopback (default), or R2 (10.10.10.2) and KALI (10.10.10.3) in network namespaces")
-    rc.add_argument("-6", dest="ipv6", action="store_true", help="loopback over IPv6 (::1)")
+    rc.add_argument("--ipv6", action="store_true", help="loopback over IPv6 (::1)")
     rc.add_argument("-o", "--output", metavar="PATH",
                     help="directory for the captures (default captures/SCENARIO), or a .pcap file "
                     "for a scenario that makes one capture")
@@ -127,6 +132,13 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {value}")
     return value
+
+
+def _host(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))  # the form the report uses (IPv6 compressed)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 or IPv6 address: {text!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -180,9 +192,28 @@ def _progress_printer(path: str):  # noqa: ANN202
 
     def show(done: int, total: int) -> None:
         pct = 100 * done // total if total else 0
-        print(f"\rreading {path}: {pct}%", end="", file=sys.stderr, flush=True)
+        stage = "read; putting the connections together" if done >= total else f"{pct}%"
+        print(f"\r\033[Kreading {path}: {stage}", end="", file=sys.stderr, flush=True)
 
     return show
+
+
+def _analyze_file(path: str, warn: bool = True) -> Capture | None:
+    """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
+    With ``warn``, warnings about a partly readable file go to stderr (the text report
+    prints them itself)."""
+    progress = _progress_printer(path)
+    try:
+        cap = analyze(path, progress=progress)
+    except SockinspectError as exc:
+        print(f"sockinspect: {exc}", file=sys.stderr)
+        return None
+    finally:
+        if progress:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    for warning in cap.warnings if warn else ():
+        print(f"warning: {path}: {warning}", file=sys.stderr)
+    return cap
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -195,34 +226,41 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
+    text = not (args.json or args.csv) and args.connection is None
     for path in args.files:
-        progress = _progress_printer(path)
-        try:
-            cap = analyze(path, progress=progress)
-        except SockinspectError as exc:
-            print(f"sockinspect: {exc}", file=sys.stderr)
+        cap = _analyze_file(path, warn=not text)
+        if cap is None:
             status = 2
             continue
-        finally:
-            if progress:
-                print("\r\033[K", end="", file=sys.stderr, flush=True)
         tcp, udp = _select(cap, args.port, args.host)
+        if args.connection is not None:
+            problem = _missing_connection(cap, tcp, args.connection)
+            if problem:
+                print(f"sockinspect: {path}: {problem}", file=sys.stderr)
+                status = 2
+                continue
+            tcp, udp = Selection(c for c in tcp if c.index == args.connection), Selection()
         if args.json:
             print(json.dumps(to_dict(cap, tcp, udp), separators=(",", ":")))
         elif args.csv:
             print(csv_text(to_csv_rows(cap, tcp, udp), header=first_csv), end="")
             first_csv = False
         elif args.connection is not None:
-            match = [c for c in cap.tcp if c.index == args.connection]
-            if not match:
-                print(f"sockinspect: {path}: no TCP connection #{args.connection} "
-                      f"(it has {len(cap.tcp)}: 0..{len(cap.tcp) - 1})", file=sys.stderr)
-                status = 2
-                continue
-            print(f"{path}\n{connection_detail(match[0])}")
+            print(f"{path}\n{connection_detail(tcp.only())}")
         else:
             print(text_report(cap, list(tcp), list(udp)))
     return status
+
+
+def _missing_connection(cap: Capture, selected: Selection[TcpConnection], index: int) -> str | None:
+    """Why ``--connection index`` shows nothing, or None when it is there."""
+    if not cap.tcp:
+        return f"no TCP connection #{index}: the capture has no TCP connections"
+    if index >= len(cap.tcp):
+        return f"no TCP connection #{index} (it has {len(cap.tcp)}: 0..{len(cap.tcp) - 1})"
+    if all(c.index != index for c in selected):
+        return f"TCP connection #{index} is not among those --port/--host select"
+    return None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -234,10 +272,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     caps = []
     for path in args.files:
-        try:
-            cap = analyze(path, progress=_progress_printer(path))
-        except SockinspectError as exc:
-            print(f"sockinspect: {exc}", file=sys.stderr)
+        cap = _analyze_file(path)
+        if cap is None:
             return 2
         tcp, udp = _select(cap, args.port, args.host)
         caps.append((cap, list(tcp), list(udp)))
@@ -259,16 +295,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if args.rules_file:
             file_rules, selection = load_rules_file(args.rules_file)
             texts = file_rules + texts
-            if "port" in selection:
-                ports.append(selection["port"])
-            if "host" in selection:
-                hosts.append(selection["host"])
+            for key, parse, chosen in (("port", _port, ports), ("host", _host, hosts)):
+                if key in selection:
+                    try:
+                        chosen.append(parse(str(selection[key])))
+                    except argparse.ArgumentTypeError as exc:
+                        raise UsageError(f"{args.rules_file}: {key}: {exc}") from None
         if not texts:
             raise UsageError("no rules: give a RULES.toml file or --expect 'KEY OP VALUE'")
         rules = parse_rules(texts)
-        cap = analyze(args.capture)
     except SockinspectError as exc:
         print(f"sockinspect check: error: {exc}", file=sys.stderr)
+        return 2
+    cap = _analyze_file(args.capture)
+    if cap is None:
         return 2
     tcp, udp = _select(cap, ports, hosts)
     results = run_checks(cap, rules, list(tcp), list(udp))
@@ -287,8 +327,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for text in unchecked:
             print(f"FAIL  {text}  (no {'UDP flow' if text.startswith('udp.') else 'TCP connection'} selected)")
         print(f"sockinspect check: {len(results) + len(unchecked) - failed} checks passed, {failed} failed")
-    for w in cap.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -296,6 +334,9 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         print("sockinspect capture: error: give the command to run after --", file=sys.stderr)
+        return 2
+    if shutil.which(cmd[0]) is None:
+        print(f"sockinspect capture: error: cannot run {cmd[0]!r}: no such command", file=sys.stderr)
         return 2
     try:
         with LiveCapture(args.output, ports=args.port, interface=args.interface) as live:
@@ -365,23 +406,35 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
         return 2
     progress = sys.stderr.isatty() or args.scenario in ("lab", "file")
     results: dict[str, list[Run]] = {}
+    # A single file is captured in a folder of its own beside it, then renamed: nothing
+    # else in the user's folder is written or removed.
+    if single:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".sockinspect-", dir=out.parent)) if single else out
+    runner = None
     try:
         with make_topology(args.topology, args.ipv6) as topology:
-            runner = Runner(topology, out.parent if single else out, progress=progress)
+            runner = Runner(topology, stage, progress=progress)
             for name in names:
                 runner.say(f"running {name} on {topology.name}")
                 runs = SCENARIOS[name](runner, opts)
                 if single:
                     runs[0].capture.replace(out)
                     runs[0].capture = out
+                    runs[0].analysis = replace(runs[0].analysis, file=str(out))
                 results[name] = runs
-            shutil.rmtree(runner.workdir, ignore_errors=True)
     except SockinspectError as exc:
         print(f"sockinspect run-and-capture: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("sockinspect run-and-capture: interrupted; nothing left behind", file=sys.stderr)
+        kept = "" if single else f"; what was captured so far is in {out}"
+        print(f"sockinspect run-and-capture: interrupted; network namespaces removed{kept}", file=sys.stderr)
         return 130
+    finally:
+        if runner is not None:
+            shutil.rmtree(runner.workdir, ignore_errors=True)
+        if single:
+            shutil.rmtree(stage, ignore_errors=True)
     return _print_runs(args, results)
 
 
@@ -418,6 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # an output path that cannot be written, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sockinspect: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

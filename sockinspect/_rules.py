@@ -117,4 +117,8 @@ def lookup(doc: dict[str, Any], path: tuple[str, ...], text: str = "") -> Any:
 
 def validate(rule: Rule, sample: dict[str, Any]) -> None:
     """Check a rule's key against a sample document (so a typo fails with no data too)."""
-    lookup(sample, rule.path, rule.text)
+    value = lookup(sample, rule.path, rule.text)
+    if isinstance(value, dict):
+        key = ".".join(rule.path)
+        raise UsageError(f"rule {rule.text!r}: {key!r} is an object, not a value; "
+                         f"keys there: {', '.join(sorted(value))}")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -55,8 +56,9 @@ class Runner:
         self.topology = topology
         self.outdir = outdir.resolve()  # the programs run with the work folder as their cwd
         self.progress = progress
-        self.workdir = self.outdir / ".work"
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        # A folder of its own (never one the user had): logs and accounting records.
+        self.workdir = Path(tempfile.mkdtemp(prefix=".work-", dir=self.outdir))
         self._seq = 0
         self.server_log = self.workdir / "server.log"
 

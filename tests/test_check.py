@@ -117,3 +117,21 @@ def test_bad_rules_file(tmp_path, capsys):
     bad.write_text("rules = ['state == SF']\n")
     code, _, err = run(capsys, "check", NAGLE_ON, str(bad))
     assert code == 2 and "unknown keys ['rules']" in err
+
+
+def test_rules_file_that_is_not_text_or_selects_nonsense(tmp_path, capsys):
+    rules = tmp_path / "r.toml"
+    rules.write_bytes(b"\xff\xfe")
+    code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 2 and "not a UTF-8 TOML rules file" in err and err.count("\n") == 1 and not out
+    code, _, err = run(capsys, "check", str(rules), NAGLE_ON)  # swapped: the capture read as rules
+    assert code == 2 and "capture and rules swapped?" in err
+    for line, message in (("port = 70000", "port out of range"), ('host = "nonsense"', "not an IPv4 or IPv6")):
+        rules.write_text(f'{line}\nexpect = ["state == SF"]\n')
+        code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+        assert code == 2 and message in err and not out
+
+
+def test_rule_on_an_object_is_a_bad_rule(capsys):
+    code, out, err = run(capsys, "check", NAGLE_ON, "--expect", "c2s == 1")
+    assert code == 2 and not out and "'c2s' is an object, not a value; keys there:" in err

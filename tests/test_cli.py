@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import T0, full_connection, write_pcap
 
 from sockinspect._cli import main
 
@@ -107,6 +108,8 @@ def test_connection_detail(capsys):
         ["analyze", GET, "--port", "70000"],
         ["analyze", GET, "--connection", "-1"],
         ["analyze", GET, "--json", "--csv"],
+        ["analyze", GET, "--host", "notanip"],
+        ["run-and-capture", "handshake", "--connections", "-5"],
         ["frobnicate"],
     ],
 )
@@ -121,3 +124,49 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv):
 def test_unreadable_file_among_good_ones(capsys, tmp_path):
     code, out, err = run(capsys, "analyze", str(tmp_path / "missing.pcap"), GET)
     assert code == 2 and "no such file" in err and "192.150.187.43:80" in out
+
+
+def test_one_connection_as_json_or_csv_and_within_the_filters(capsys):
+    code, out, _ = run(capsys, "analyze", HTTP, "--connection", "0", "--json")
+    assert code == 0 and [c["index"] for c in json.loads(out)["tcp"]] == [0] and json.loads(out)["udp"] == []
+    code, out, _ = run(capsys, "analyze", HTTP, "--connection", "0", "--csv")
+    assert code == 0 and len(list(csv.reader(io.StringIO(out)))) == 2  # header + one row
+    code, out, err = run(capsys, "analyze", GET, "--port", "1", "--connection", "0")
+    assert code == 2 and not out and "not among those --port/--host select" in err
+
+
+def test_warnings_reach_stderr_in_every_format(capsys, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(Path(HTTP).read_bytes()[:3000])
+    for extra in (["--csv"], ["--json"], ["--connection", "0"]):
+        code, _, err = run(capsys, "analyze", str(cut), *extra)
+        assert code == 0 and err.startswith(f"warning: {cut}: file cut short"), extra
+    code, out, err = run(capsys, "analyze", str(cut))
+    assert code == 0 and "warning: file cut short" in out and not err  # the text report has it
+
+
+def test_host_filter_takes_any_spelling_of_an_address(capsys, tmp_path):
+    path = tmp_path / "v6.pcap"
+    write_pcap(path, [(T0 + i, f) for i, f in enumerate(full_connection(client="2001:db8::3", server="2001:db8::2"))])
+    code, out, _ = run(capsys, "analyze", str(path), "--host", "2001:DB8:0:0::3", "--json")
+    assert code == 0 and len(json.loads(out)["tcp"]) == 1
+
+
+def test_unwritable_output_is_one_line_exit_2(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "capture", "-o", str(tmp_path / "file" / "c.pcap"), "--port", "1", "--", "true")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("sockinspect: ")
+
+
+def test_capture_of_a_command_that_does_not_exist(capsys, tmp_path):
+    code, out, err = run(capsys, "capture", "-o", str(tmp_path / "c.pcap"), "--port", "1", "--", "/no/such/cmd")
+    assert code == 2 and not out and "cannot run '/no/such/cmd': no such command" in err
+    assert not (tmp_path / "c.pcap").exists()
+
+
+def test_readme_compare_example_is_what_the_tool_prints(capsys, monkeypatch):
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)
+    code, out, _ = run(capsys, "analyze", "tests/data/nagle/nagle-on.pcap", "tests/data/nagle/nodelay.pcap",
+                       "--compare")
+    assert code == 0 and out in (root / "README.md").read_text()

@@ -4,6 +4,7 @@ the assertion API the project offers to its users."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,6 +62,18 @@ def test_handshake_ports_are_ephemeral_and_distinct(tmp_path, capsys, monkeypatc
     assert len(ports) == 6 and len(set(ports)) == 6
     assert len({c.server.port for c in cap.tcp}) == 1
     assert all(c.client_port_ephemeral_linux and c.handshake.complete for c in cap.tcp)
+
+
+def test_an_output_file_touches_nothing_else_in_its_folder(tmp_path, capsys):
+    """-o FILE writes that file only: not the scenario's default name beside it, not a work folder."""
+    (tmp_path / "echo.pcap").write_text("the user's own file")
+    (tmp_path / ".work").mkdir()
+    (tmp_path / ".work" / "notes").write_text("kept")
+    code, out, _ = run(capsys, "echo", "-o", str(tmp_path / "mine.pcap"), "--json")
+    assert code == 0 and json.loads(out.splitlines()[0])["file"] == str(tmp_path / "mine.pcap")
+    assert (tmp_path / "echo.pcap").read_text() == "the user's own file"
+    assert (tmp_path / ".work" / "notes").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".work", "echo.pcap", "mine.pcap"]
 
 
 def test_file_of_50_megabytes_is_captured_whole(tmp_path, capsys):
