@@ -55,11 +55,10 @@ FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
 WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
 MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
 MAX_STALLS_LISTED = 1000
-# When a list, every ACK that newly covers data appends (ACK packet, first and last
-# covered data packet, segments covered, delay from the last one in ns, all sent
-# once, ends exactly at the last data byte (not beyond, at a FIN)). Off by default;
-# for comparing with tshark's tcp.analysis.ack_rtt.
-ACK_LOG: list[tuple[int, int, int, int, int, bool, bool]] | None = None
+# An ACK log entry: (ACK packet, first and last covered data packet, segments covered,
+# delay from the last one in ns, all sent once, ends exactly at the last data byte (not
+# beyond, at a FIN)); for comparing with tshark's tcp.analysis.ack_rtt.
+AckLog = list[tuple[int, int, int, int, int, bool, bool]]
 
 
 SIGNIFICANT_BITS = 10  # delays are kept to 1 part in 1024: memory stays bounded per connection
@@ -124,11 +123,12 @@ def nagle_verdict(e: NagleEvidence) -> str:
 class SenderTimeline:
     """Data of one sender and the ACKs its peer returns; see the module docstring."""
 
-    __slots__ = ("mss", "follow_ns", "outstanding", "snd_una", "high", "sml_end", "sml_ts",
+    __slots__ = ("ack_log", "mss", "follow_ns", "outstanding", "snd_una", "high", "sml_end", "sml_ts",
                  "release", "pending_stall", "delays_us", "delayed_acks", "stalls", "stall_count",
                  "stall_ns", "small", "held", "small_unacked", "max_payload", "candidate")
 
-    def __init__(self) -> None:
+    def __init__(self, ack_log: AckLog | None = None) -> None:
+        self.ack_log = ack_log  # when a list, every ACK that newly covers data is appended
         self.mss: int | None = None  # sub-MSS threshold (effective MSS), once known
         self.follow_ns = FOLLOW_BASE_NS
         # Unacknowledged segments: [end_seq, ts_ns, packet number, sent once?]
@@ -246,8 +246,8 @@ class SenderTimeline:
                 clean = False
         if first is None:
             return
-        if ACK_LOG is not None:
-            ACK_LOG.append((number, first[2], seg[2], covered, ts - seg[1], clean, ack == seg[0]))
+        if self.ack_log is not None:
+            self.ack_log.append((number, first[2], seg[2], covered, ts - seg[1], clean, ack == seg[0]))
         mss = self.mss or max(self.max_payload, MIN_MSS)
         if (not carries_data and clean and ts - first[1] >= DELAYED_ACK_THRESHOLD_NS
                 and newly < 2 * mss):

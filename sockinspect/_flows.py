@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
-from ._delays import FOLLOW_BASE_NS, NagleEvidence, SenderTimeline, nagle_verdict, quantize_us
+from ._delays import FOLLOW_BASE_NS, AckLog, NagleEvidence, SenderTimeline, nagle_verdict, quantize_us
 from ._metrics import conn_state, sizes_from_counts, stats_from_counts
 from ._model import (
     Direction,
@@ -88,7 +88,7 @@ class _TcpBuilder:
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
                  "latencies_us", "guessed_client")
 
-    def __init__(self, index: int, pkt: Packet) -> None:
+    def __init__(self, index: int, pkt: Packet, ack_log: AckLog | None = None) -> None:
         self.index = index
         self.vlan = pkt.vlan
         self.keys: list[tuple] = []  # the flow table's keys for this connection
@@ -102,7 +102,7 @@ class _TcpBuilder:
         self.first_rst: int | None = None
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
-        self.timelines = (SenderTimeline(), SenderTimeline())  # by sending side
+        self.timelines = (SenderTimeline(ack_log), SenderTimeline(ack_log))  # by sending side
         self.request_ts: int | None = None  # client data not answered yet
         self.latencies_us: Counter[int] = Counter()
         self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
@@ -350,9 +350,11 @@ class _Table:
 
 
 class FlowTracker:
-    """Feed packets in file order; ``finish()`` returns the connections and flows."""
+    """Feed packets in file order; ``finish()`` returns the connections and flows.
+    ``ack_log``: a list to which every ACK that newly covers data is appended (see _delays)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ack_log: AckLog | None = None) -> None:
+        self._ack_log = ack_log
         self._tcp = _Table()
         self._udp = _Table()
         self._tcp_all: list[_TcpBuilder] = []
@@ -383,7 +385,7 @@ class FlowTracker:
         flow.feed(pkt)
 
     def _new_tcp(self, pkt: Packet, key: tuple) -> _TcpBuilder:
-        conn = _TcpBuilder(len(self._tcp_all), pkt)
+        conn = _TcpBuilder(len(self._tcp_all), pkt, self._ack_log)
         self._tcp_all.append(conn)
         self._tcp.add(conn, key)
         return conn

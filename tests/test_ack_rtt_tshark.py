@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-import sockinspect
-from sockinspect import _delays
+from sockinspect._decode import Decoder, Packet
+from sockinspect._delays import AckLog
+from sockinspect._flows import FlowTracker
+from sockinspect._read import CaptureReader
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = [
@@ -49,10 +51,14 @@ def _tshark_ack_rtt(path: Path) -> dict[int, tuple[int, float]]:
 
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (the comparison needs it)")
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
-def test_single_segment_acks_agree_with_tshark(path, monkeypatch):
-    log: list = []
-    monkeypatch.setattr(_delays, "ACK_LOG", log)
-    sockinspect.analyze(path, workers=1)
+def test_single_segment_acks_agree_with_tshark(path):
+    log: AckLog = []
+    decoder, tracker = Decoder(), FlowTracker(ack_log=log)
+    for number, frame in enumerate(CaptureReader(path), 1):
+        pkt = decoder.decode(frame, number)
+        if type(pkt) is Packet:
+            tracker.feed(pkt)
+    tracker.finish()
     theirs = _tshark_ack_rtt(path)
     compared = 0
     for ack_pkt, _first, last_pkt, covered, delay_ns, clean, exact in log:
