@@ -307,19 +307,19 @@ class Decoder:
             hlen = (off_byte >> 4) * 4
             if hlen < 20:
                 return Defect("bad_tcp_header", "TCP data offset below 20 bytes", True)
-            if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
-                return OTHER_SHARE
             options = data[start + 20 : min(end, start + hlen)] if flags & SYN and hlen > 20 else b""
-            return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, TCP, sport, dport,
-                          seq, ack, flags, window, max(length - hlen, 0), options)
-        if end - start < 8:
-            return Defect("truncated", "UDP header cut short", True)
-        sport, dport, ulen = _udp(data, start)
-        payload = ulen - 8 if ulen >= 8 else length - 8
+            payload = length - hlen
+        else:
+            if end - start < 8:
+                return Defect("truncated", "UDP header cut short", True)
+            sport, dport, ulen = _udp(data, start)
+            seq = ack = flags = window = 0
+            options = b""
+            payload = ulen - 8 if ulen >= 8 else length - 8
         if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
             return OTHER_SHARE
-        return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, UDP, sport, dport,
-                      0, 0, 0, 0, max(payload, 0), b"")
+        return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, proto, sport, dport,
+                      seq, ack, flags, window, max(payload, 0), options)
 
 
 class SynOptions(NamedTuple):
