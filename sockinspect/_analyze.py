@@ -18,7 +18,7 @@ from ._read import CaptureReader
 
 PROGRESS_EVERY = 1 << 16  # packets between two progress callbacks
 
-Progress = Callable[[int, int], None]  # (bytes consumed, file size)
+Progress = Callable[[int, int], None]  # (bytes consumed, file size); the last call has both equal
 
 
 def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
@@ -110,6 +110,8 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
             feed(pkt)
         if progress is not None and not number % PROGRESS_EVERY:
             progress(reader.position(), reader.size)
+    if progress is not None:
+        progress(reader.size, reader.size)  # reading done; the connections are put together next
     tcp, udp = tracker.finish()
     warnings = list(reader.warnings)
     for kind, (first, detail) in first_malformed.items():

@@ -184,3 +184,12 @@ def test_corpus_copy_matches_shared_when_present():
     for src in shared.iterdir():
         assert (CORPUS / src.name).read_bytes() == src.read_bytes(), src.name
     assert shutil.which("python3")
+
+
+def test_progress_ends_with_the_whole_file_read(tmp_path):
+    """The last progress call says reading is done, so the CLI can say what comes next."""
+    path = write_pcap(tmp_path / "x.pcap", _records())
+    calls: list[tuple[int, int]] = []
+    analyze(path, progress=lambda done, total: calls.append((done, total)))
+    size = path.stat().st_size
+    assert calls and calls[-1] == (size, size)
