@@ -83,8 +83,8 @@ def _us_to_ms(st: Stats) -> Stats:
 class _TcpBuilder:
     """A connection being rebuilt. Side 0 sent the first packet seen."""
 
-    __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "synack_ts",
-                 "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
+    __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "last_syn_ts",
+                 "synack_ts", "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
                  "latencies_us", "guessed_client")
 
@@ -96,7 +96,7 @@ class _TcpBuilder:
         self.port = (pkt.sport, pkt.dport)
         self.sides = (_Side(), _Side())
         self.client: int | None = None  # 0 or 1 once a SYN or SYN/ACK says so
-        self.syn_ts = self.synack_ts = self.ack_ts = None
+        self.syn_ts = self.last_syn_ts = self.synack_ts = self.ack_ts = None
         self.syn_count = self.synack_count = 0
         self.first_close: int | None = None  # side that sent the first FIN or RST
         self.first_rst: int | None = None
@@ -180,6 +180,8 @@ class _TcpBuilder:
                         side.isn = seq
                         side.syn_options = opts
                         self.syn_ts = ts
+                    if self.ack_ts is None:  # the RTT runs from the last SYN before the ACK (tshark's)
+                        self.last_syn_ts = ts
         if flags & FIN:
             side.fins += 1
             if self.first_close is None:
@@ -195,7 +197,8 @@ class _TcpBuilder:
         """With the handshake done: each sender's MSS is what its peer announced."""
         opts = [parse_syn_options(side.syn_options or b"") for side in self.sides]
         both_ts = opts[0].timestamps and opts[1].timestamps
-        rtt = self.ack_ts - self.syn_ts if self.ack_ts is not None and self.syn_ts is not None else 0
+        start = self.last_syn_ts
+        rtt = self.ack_ts - start if self.ack_ts is not None and start is not None else 0
         for s in (0, 1):
             peer_mss = opts[1 - s].mss
             timeline = self.timelines[s]
@@ -217,6 +220,7 @@ class _TcpBuilder:
             vlan=self.vlan,
             handshake=Handshake(
                 syn_ts_ns=self.syn_ts,
+                last_syn_ts_ns=self.last_syn_ts,
                 synack_ts_ns=self.synack_ts,
                 ack_ts_ns=self.ack_ts,
                 syn_count=self.syn_count,

@@ -58,6 +58,7 @@ class Handshake:
     """The three-way handshake as seen at the capture point."""
 
     syn_ts_ns: int | None = None  # first SYN (without ACK) from the client
+    last_syn_ts_ns: int | None = None  # the client's last SYN before the handshake's ACK (after retries)
     synack_ts_ns: int | None = None  # first SYN/ACK from the server
     ack_ts_ns: int | None = None  # first client ACK after the SYN/ACK
     syn_count: int = 0  # SYNs sent by the client (1 + retries)
@@ -73,16 +74,23 @@ class Handshake:
 
     @property
     def syn_synack_ms(self) -> float | None:
-        return _gap_ms(self.syn_ts_ns, self.synack_ts_ns)
+        """The last SYN to the SYN/ACK: a retried SYN's timeout is not part of it."""
+        return _gap_ms(self.last_syn_ts_ns, self.synack_ts_ns)
 
     @property
     def synack_ack_ms(self) -> float | None:
         return _gap_ms(self.synack_ts_ns, self.ack_ts_ns)
 
     @property
+    def syn_retry_ms(self) -> float | None:
+        """Time lost to SYN retries: the first SYN to the last one (0 without retries)."""
+        return _gap_ms(self.syn_ts_ns, self.last_syn_ts_ns)
+
+    @property
     def rtt_ms(self) -> float | None:
-        """SYN to the handshake's ACK: what tshark calls the initial RTT."""
-        return _gap_ms(self.syn_ts_ns, self.ack_ts_ns)
+        """The last SYN to the handshake's ACK: what tshark calls the initial RTT
+        (tshark too restarts it at each SYN sent before the first ACK)."""
+        return _gap_ms(self.last_syn_ts_ns, self.ack_ts_ns)
 
 
 def _gap_ms(start: int | None, end: int | None) -> float | None:

@@ -56,7 +56,25 @@ def test_syn_retry_is_one_connection(tmp_path):
     syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 7)
     conn = analyze_frames(tmp_path, [syn, syn, *handshake(cseq=7)[1:]]).tcp.only()
     assert (conn.handshake.syn_count, conn.handshake.syn_retries) == (2, 1)
-    assert conn.handshake.rtt_ms == 3.0  # from the first SYN
+    assert conn.handshake.rtt_ms == 2.0  # from the last SYN
+
+
+def test_handshake_rtt_after_syn_retries_runs_from_the_last_syn(tmp_path):
+    """Linux resends an unanswered SYN after 1 s, then 3 s: the RTT is the answered
+    attempt's (tshark's initial_rtt restarts at each SYN), the retries are counted apart."""
+    syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 7)
+    _syn, synack, ack = handshake(cseq=7)
+    ms = 1_000_000
+    records = [(T0, syn), (T0 + 1000 * ms, syn), (T0 + 3000 * ms, syn),
+               (T0 + 3000 * ms + 400_000, synack), (T0 + 3000 * ms + 800_000, ack)]
+    conn = analyze(write_pcap(tmp_path / "retry.pcap", records)).tcp.only()
+    h = conn.handshake
+    assert h.rtt_ms == pytest.approx(0.8) and h.syn_synack_ms == pytest.approx(0.4)
+    assert (h.syn_count, h.syn_retries) == (3, 2)
+    assert h.syn_ts_ns == T0 and h.last_syn_ts_ns == T0 + 3000 * ms
+    assert h.syn_retry_ms == 3000.0
+    doc = to_dict(analyze(tmp_path / "retry.pcap"), [conn], [])["tcp"][0]["handshake"]
+    assert doc["rtt_ms"] == 0.8 and doc["syn_retry_ms"] == 3000.0 and doc["syn_ts"] == T0 / 1e9
 
 
 def test_port_reuse_starts_a_new_connection(tmp_path):
