@@ -5,7 +5,9 @@ come within ``--timeout`` seconds counts as lost: the client never hangs, and a
 late reply to an earlier message is ignored. ``--tcp`` (against
 ``udp_echo_server --tcp``): a new TCP connection per message (handshake,
 message, reply, close), timed from connect() to the reply, so the handshake
-is part of every round trip. One line per message, then a summary:
+is part of every round trip. ``--size BYTES`` pads each message to that many
+bytes (up to the largest datagram: 65,507 over IPv4, 65,527 over IPv6), to
+time large datagrams. One line per message, then a summary:
 
     seq=1 rtt=0.081 ms
     seq=2 lost
@@ -13,7 +15,7 @@ is part of every round trip. One line per message, then a summary:
 
 Exit status 0 when at least one reply came, 1 when none did.
 
-    python3 reference_servers/udp_echo_client.py --count 10 [--tcp] [--timeout 1] [--host H] [--port 5000]
+    python3 reference_servers/udp_echo_client.py --count 10 [--tcp] [--size B] [--timeout 1] [--host H] [--port 5000]
 """
 
 from __future__ import annotations
@@ -29,23 +31,36 @@ if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reference_servers._common import address_family, connect, parser, run
 
-
-def _payload(seq: int) -> bytes:
-    return f"ping {seq}".encode()
+RECV_SIZE = 65535  # bytes: the largest datagram UDP's length field allows, so no reply is cut
 
 
-def udp_round_trips(host: str, port: int, count: int, timeout: float = 1.0) -> Iterator[float | None]:
-    """Round-trip time in ms of each of ``count`` datagrams, as each completes; None for a lost one."""
+def max_size(host: str) -> int:
+    """The largest UDP payload to ``host``: 65,535 less the UDP header, and less IPv4's header
+    (IPv6's payload length does not count its own header)."""
+    return 65527 if address_family(host) == socket.AF_INET6 else 65507
+
+
+def _payload(seq: int, size: int = 0) -> bytes:
+    """``ping <seq>``, padded with dots to ``size`` bytes when that is longer."""
+    text = f"ping {seq}".encode()
+    return text + b" " + b"." * (size - len(text) - 1) if size > len(text) else text
+
+
+def udp_round_trips(host: str, port: int, count: int, timeout: float = 1.0, size: int = 0
+                    ) -> Iterator[float | None]:
+    """Round-trip time in ms of each of ``count`` datagrams (of ``size`` bytes, if given), as each
+    completes; None for a lost one (or one that came back changed)."""
     with socket.socket(address_family(host), socket.SOCK_DGRAM) as sock:
         sock.connect((host, port))
         for seq in range(1, count + 1):
+            payload = _payload(seq, size)
             start = time.perf_counter()
             try:
-                sock.send(_payload(seq))
+                sock.send(payload)
             except OSError:  # e.g. ICMP port unreachable from an earlier datagram
                 yield None
                 continue
-            yield _await(sock, _payload(seq), start, timeout)
+            yield _await(sock, payload, start, timeout)
 
 
 def _await(sock: socket.socket, payload: bytes, start: float, timeout: float) -> float | None:
@@ -53,7 +68,7 @@ def _await(sock: socket.socket, payload: bytes, start: float, timeout: float) ->
     while (left := deadline - time.perf_counter()) > 0:
         sock.settimeout(left)
         try:
-            reply = sock.recv(65536)
+            reply = sock.recv(RECV_SIZE)
         except TimeoutError:
             return None
         except ConnectionRefusedError:  # ICMP port unreachable: nobody listens there
@@ -63,11 +78,11 @@ def _await(sock: socket.socket, payload: bytes, start: float, timeout: float) ->
     return None
 
 
-def tcp_round_trips(host: str, port: int, count: int, timeout: float = 1.0, nodelay: bool = False
-                    ) -> Iterator[float | None]:
+def tcp_round_trips(host: str, port: int, count: int, timeout: float = 1.0, nodelay: bool = False,
+                    size: int = 0) -> Iterator[float | None]:
     """Like udp_round_trips, over a new TCP connection per message (``nodelay``: TCP_NODELAY)."""
     for seq in range(1, count + 1):
-        payload = _payload(seq)
+        payload = _payload(seq, size)
         start = time.perf_counter()
         try:
             with connect(host, port, timeout, nodelay) as sock:
@@ -95,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=10, help="messages to send (default 10)")
     p.add_argument("--tcp", action="store_true", help="TCP, a new connection per message")
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for each reply (default 1)")
+    p.add_argument("--size", type=int, default=0, help="bytes per message (default: just 'ping N')")
     args = p.parse_args(argv)
     if args.count < 1:
         p.error("--count must be at least 1")
+    if not 0 <= args.size <= max_size(args.host):
+        p.error(f"--size must be between 0 and {max_size(args.host)} (the largest datagram to {args.host})")
     if not args.timeout > 0:
         p.error("--timeout must be more than 0")
     run_trips = tcp_round_trips if args.tcp else udp_round_trips
     rtts = []
-    for seq, rtt in enumerate(run_trips(args.host, args.port, args.count, args.timeout), 1):
+    for seq, rtt in enumerate(run_trips(args.host, args.port, args.count, args.timeout, size=args.size), 1):
         print(f"seq={seq} " + ("lost" if rtt is None else f"rtt={rtt:.3f} ms"), flush=True)
         rtts.append(rtt)
     print(summary("tcp" if args.tcp else "udp", rtts))

@@ -1,6 +1,7 @@
 """For Part 4 e of the lab: an echo server over UDP (default) or TCP (``--tcp``).
 
-UDP: every datagram is sent back to its sender as it came. TCP: every
+UDP: every datagram is sent back to its sender as it came, whatever its size
+up to the largest UDP allows (65,507 bytes over IPv4, 65,527 over IPv6). TCP: every
 connection's data is sent back until the client closes its side; the client
 opens a new connection per message, so TCP's handshake is part of each round
 trip. Compare the two with udp_echo_client.
@@ -21,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the package importable
 from reference_servers._common import address_family, listen_error, parser, run, serve, setup_logging
 
 log = logging.getLogger("udp_echo_server")
+MAX_DATAGRAM = 65535  # bytes: what UDP's 16-bit length allows, so no datagram is ever cut
 
 
 class DatagramEcho(socketserver.BaseRequestHandler):
@@ -43,6 +45,7 @@ class StreamEcho(socketserver.StreamRequestHandler):
 
 class UDPEchoServer(socketserver.UDPServer):
     allow_reuse_address = True
+    max_packet_size = MAX_DATAGRAM  # socketserver's default of 8192 would cut larger datagrams
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.address_family = address_family(address[0])

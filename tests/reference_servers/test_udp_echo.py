@@ -87,3 +87,56 @@ def test_bad_arguments(client, args):
     done = client("udp_echo_client", *args)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "error:" in done.stderr.splitlines()[-1]
+
+
+def _ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+FAMILIES = [
+    pytest.param("127.0.0.1", 65507, id="ipv4"),
+    pytest.param("::1", 65527, id="ipv6", marks=pytest.mark.skipif(
+        not _ipv6_loopback(), reason="IPv6 loopback (::1) is not available on this machine")),
+]
+
+
+@pytest.mark.parametrize(("host", "largest"), FAMILIES)
+def test_every_datagram_size_comes_back_whole(serve, host, largest):
+    port = serve(UDPEchoServer((host, 0)))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # room for a few of the largest
+        sock.settimeout(10)
+        sock.connect((host, port))
+        for size in (0, 1, 8192, 8193, 40000, largest - 1, largest):
+            data = bytes(range(256)) * (size // 256) + b"\x00" * (size % 256)
+            sock.send(data)
+            got = sock.recv(1 << 17)  # larger than any datagram: a cut would show
+            assert len(got) == size and got == data, f"{size}-byte datagram came back as {len(got)} bytes"
+        with pytest.raises(OSError):  # one byte more does not fit in a datagram at all
+            sock.send(b"x" * (largest + 1))
+
+
+@pytest.mark.parametrize(("host", "largest"), FAMILIES)
+def test_client_times_the_largest_datagrams(serve, host, largest):
+    port = serve(UDPEchoServer((host, 0)))  # a reply cut by the server or by the client's buffer is lost
+    assert all(r is not None for r in udp_round_trips(host, port, 3, timeout=5, size=largest))
+
+
+def test_client_size_option(spawn, client):
+    server = spawn("udp_echo_server")
+    done = client("udp_echo_client", "--port", str(server.port), "--count", "2", "--size", "65507")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.endswith("\n") and "udp: 2 sent, 2 received, 0 lost; " in done.stdout
+    too_big = client("udp_echo_client", "--port", str(server.port), "--size", "65508")
+    assert too_big.returncode == 2 and "--size must be between 0 and 65507" in too_big.stderr
+    tcp = spawn("udp_echo_server", "--tcp")
+    done = client("udp_echo_client", "--tcp", "--port", str(tcp.port), "--count", "2", "--size", "65507")
+    assert done.returncode == 0 and "tcp: 2 sent, 2 received, 0 lost; " in done.stdout
