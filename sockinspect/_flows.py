@@ -86,7 +86,7 @@ class _TcpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "last_syn_ts",
                  "synack_ts", "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
-                 "latencies_us", "guessed_client")
+                 "reply_first_ts", "reply_last_ts", "latencies_us", "first_byte_us", "guessed_client")
 
     def __init__(self, index: int, pkt: Packet, ack_log: AckLog | None = None) -> None:
         self.index = index
@@ -103,8 +103,11 @@ class _TcpBuilder:
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
         self.timelines = (SenderTimeline(ack_log), SenderTimeline(ack_log))  # by sending side
-        self.request_ts: int | None = None  # client data not answered yet
-        self.latencies_us: Counter[int] = Counter()
+        self.request_ts: int | None = None  # first byte of the client's current request
+        self.reply_first_ts: int | None = None  # first and last server data since that request
+        self.reply_last_ts: int | None = None
+        self.latencies_us: Counter[int] = Counter()  # request's first byte -> reply's last byte
+        self.first_byte_us: Counter[int] = Counter()  # request's first byte -> reply's first byte
         self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
 
     def ended(self) -> bool:
@@ -136,11 +139,15 @@ class _TcpBuilder:
                 side.retransmissions += 1
             if ts is not None:  # request -> reply latency, inline (hot)
                 if s == (self.client if self.client is not None else self.guessed_client):
-                    if self.request_ts is None:
+                    if self.reply_first_ts is not None:  # a new request: the last reply is complete
+                        self._reply_done()
+                        self.request_ts = ts
+                    elif self.request_ts is None:
                         self.request_ts = ts
                 elif self.request_ts is not None:
-                    self.latencies_us[quantize_us((ts - self.request_ts) // 1000)] += 1
-                    self.request_ts = None
+                    if self.reply_first_ts is None:
+                        self.reply_first_ts = ts
+                    self.reply_last_ts = ts
             if not side.segments:
                 side.first_data_ts = ts
             side.payload_bytes += n
@@ -159,6 +166,13 @@ class _TcpBuilder:
             elif ts < self.first_ts:
                 self.first_ts = ts
         self.last_packet = number
+
+    def _reply_done(self) -> None:
+        """The reply to the current request ended (the client spoke again, or the capture ended)."""
+        start = self.request_ts
+        self.latencies_us[quantize_us((self.reply_last_ts - start) // 1000)] += 1
+        self.first_byte_us[quantize_us((self.reply_first_ts - start) // 1000)] += 1
+        self.request_ts = self.reply_first_ts = self.reply_last_ts = None
 
     def _control(self, side: _Side, s: int, flags: int, seq: int, ts: int | None, opts: bytes) -> None:
         """SYN, SYN/ACK, FIN and RST: roles, handshake times, teardown."""
@@ -207,6 +221,8 @@ class _TcpBuilder:
             timeline.follow_ns = FOLLOW_BASE_NS + max(rtt, 0)
 
     def build(self, name: Callable[[bytes], str]) -> TcpConnection:
+        if self.reply_first_ts is not None:
+            self._reply_done()
         inferred = self.client is None
         c = self.client if self.client is not None else self.guessed_client
         s = 1 - c
@@ -243,6 +259,7 @@ class _TcpBuilder:
             client_port_ephemeral_linux=client_port in _linux.LINUX_EPHEMERAL_PORTS,
             client_port_ephemeral_iana=client_port in _linux.IANA_EPHEMERAL_PORTS,
             request_latency_ms=_us_to_ms(stats_from_counts(self.latencies_us)),
+            response_first_byte_ms=_us_to_ms(stats_from_counts(self.first_byte_us)),
         )
 
 

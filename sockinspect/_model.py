@@ -147,7 +147,10 @@ class TcpConnection:
     last_packet: int
     client_port_ephemeral_linux: bool
     client_port_ephemeral_iana: bool
-    request_latency_ms: Stats = field(default_factory=Stats)  # client data -> first server data after it
+    # A request's first byte to the last byte of its reply (the server's last data before
+    # the client's next request, or the end of the capture); to the reply's first byte:
+    request_latency_ms: Stats = field(default_factory=Stats)
+    response_first_byte_ms: Stats = field(default_factory=Stats)
 
     @property
     def duration_ms(self) -> float | None:

@@ -112,6 +112,7 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
         "first_packet": c.first_packet,
         "last_packet": c.last_packet,
         "request_latency_ms": _rounded_stats(c.request_latency_ms),
+        "response_first_byte_ms": _rounded_stats(c.response_first_byte_ms),
     }
 
 
@@ -331,10 +332,12 @@ def connection_detail(c: TcpConnection) -> str:
         if d.stall_list:
             shown = "" if len(d.stall_list) == d.stalls else f" (first {len(d.stall_list)} of {d.stalls})"
             out += f"\n\n{name} stalls: the sender waited for a delayed ACK{shown}\n{stall_table(d)}"
-    lat = c.request_latency_ms
+    lat, first = c.request_latency_ms, c.response_first_byte_ms
     if lat.count:
-        out += (f"\n\nrequest latency (client data -> server reply): {lat.count} requests, "
-                f"median {_num(lat.median)} ms, p95 {_num(lat.p95)} ms, max {_num(lat.max)} ms")
+        out += (f"\n\nrequest latency (a request's first byte -> its reply's last byte): {lat.count} requests, "
+                f"median {_num(lat.median)} ms, p95 {_num(lat.p95)} ms, max {_num(lat.max)} ms"
+                f"\nresponse first byte (a request's first byte -> its reply's first byte): "
+                f"median {_num(first.median)} ms, p95 {_num(first.p95)} ms, max {_num(first.max)} ms")
     return out
 
 

@@ -215,3 +215,31 @@ def test_mid_stream_capture_still_measures(tmp_path):
     assert conn.inferred and conn.client.port == 40000
     assert conn.c2s.sizes.mss is None  # no SYN: the buckets do not know the MSS
     assert conn.c2s.stalls == 3 and conn.c2s.nagle == "on"
+
+
+def _two_write_replies(n: int = 3, c: int = 1001, s: int = 5001, t: float = 10.0):
+    """read(10) -> write(20) write(30) on a server with Nagle on: the second write waits
+    for the client's delayed ACK of the first (~44 ms), then the client asks again."""
+    out = []
+    for _ in range(n):
+        out.append((t, tcp(CLIENT, SERVER, 40000, 80, "PA", c, s, b"q" * 10)))
+        out.append((t + 0.04, tcp(SERVER, CLIENT, 80, 40000, "PA", s, c + 10, b"h" * 20)))
+        out.append((t + 44.0, tcp(CLIENT, SERVER, 40000, 80, "A", c + 10, s + 20)))
+        out.append((t + 44.05, tcp(SERVER, CLIENT, 80, 40000, "PA", s + 20, c + 10, b"b" * 30)))
+        out.append((t + 44.3, tcp(CLIENT, SERVER, 40000, 80, "A", c + 10, s + 50)))
+        c, s, t = c + 10, s + 50, t + 100
+    return out
+
+
+def test_request_latency_runs_to_the_last_byte_of_the_reply(tmp_path):
+    conn = _run(tmp_path, _handshake() + _two_write_replies())
+    lat, first = conn.request_latency_ms, conn.response_first_byte_ms
+    assert lat.count == 3 and lat.median == pytest.approx(44.05, rel=2e-3)  # was 0.04: the first byte
+    assert first.count == 3 and first.median == pytest.approx(0.04)
+    assert conn.s2c.stalls == 3  # the server waited for each delayed ACK
+
+
+def test_a_reply_still_open_at_the_end_of_the_capture_is_counted(tmp_path):
+    conn = _run(tmp_path, _handshake() + _two_write_replies(n=1)[:4])
+    assert conn.request_latency_ms.count == 1
+    assert conn.request_latency_ms.median == pytest.approx(44.05, rel=2e-3)
