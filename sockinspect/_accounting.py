@@ -8,19 +8,27 @@ OUT.jsonl: its local and peer endpoints, the bytes the program passed to
 send/sendall/sendto and got from recv*, and for TCP the kernel's TCP_INFO
 counts (data segments out, bytes sent and retransmitted). run-and-capture
 compares these with the capture, so a lost packet cannot go unnoticed.
+
+The program dies with its parent (a parent-death signal): run-and-capture sets
+one for its children already, but strace's tracee is strace's own child, so the
+shim sets it again whenever the runner is not its parent.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import runpy
+import signal
 import socket
 import struct
 import sys
 import threading
 from typing import Any
+
+from ._linux import PR_SET_PDEATHSIG
 
 TCP_INFO_LEN = 232
 _lock = threading.Lock()
@@ -128,10 +136,31 @@ def _wrap(cls: type[socket.socket]) -> None:
     cls.close, cls.shutdown = close, shutdown
 
 
+def _die_with_parent() -> None:
+    """Under a tracer, die with it (it dies with the runner); if the runner has already
+    gone (before the request could be made), die now."""
+    runner = os.environ.get("SOCKINSPECT_RUNNER_PID", "")  # _run.RUNNER_PID_VAR (not imported: slow)
+    if not runner.isdigit() or os.getppid() == int(runner):
+        return  # the runner's preexec did it
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        with open(f"/proc/{runner}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]  # field 3 (proc(5))
+    except (OSError, IndexError):
+        state = "X"  # no such process
+    if state in ("Z", "X"):
+        os._exit(128 + signal.SIGKILL)
+
+
 def main() -> None:
     global _out_path
     if len(sys.argv) < 3:
         sys.exit("usage: python -m sockinspect._accounting OUT.jsonl (-m MODULE | SCRIPT) [ARGS...]")
+    _die_with_parent()
     _out_path = sys.argv[1]
     _wrap(socket.socket)
     atexit.register(lambda: [_finish(s) for s in list(_live_sockets())])

@@ -1,4 +1,5 @@
-"""Facts about the Linux TCP stack that the analysis relies on, in one place.
+"""Facts about Linux that sockinspect relies on, in one place: the TCP stack's
+(for the analysis) and process control's (for run-and-capture).
 
 Sources (Linux 6.x):
 - include/net/tcp.h: ``TCP_DELACK_MIN = HZ/25`` (40 ms), ``TCP_DELACK_MAX = HZ/5``
@@ -10,6 +11,16 @@ Sources (Linux 6.x):
 - Documentation/networking/ip-sysctl.rst: ``ip_local_port_range`` defaults to
   32768 60999.
 - RFC 6335 section 6: the IANA dynamic/private (ephemeral) range 49152-65535.
+- include/uapi/linux/prctl.h: ``PR_SET_PDEATHSIG`` is 1; prctl(2): the signal
+  comes when the *thread* that forked the child ends, it survives execve(2)
+  unless the credentials change, and a fork(2) clears it.
+- proc(5), /proc/PID/stat: field 3 is the state (``Z`` zombie, ``X`` dead),
+  field 22 the start time in clock ticks after boot; the command name (field 2)
+  is in parentheses and may itself hold spaces and parentheses.
+- signal(7), "Standard signals": the default action of every signal ends the
+  process except those listed in ``SIGNALS_THAT_DO_NOT_END``; of those that
+  do, the hardware faults are raised by the faulting instruction itself and a
+  handler that returns makes it fault again.
 """
 
 DELAYED_ACK_MIN_NS = 40_000_000
@@ -24,3 +35,10 @@ TIMESTAMP_OPTION_BYTES = 12
 LINUX_EPHEMERAL_PORTS = range(32768, 61000)
 IANA_EPHEMERAL_PORTS = range(49152, 65536)
 WELL_KNOWN_PORTS = range(0, 1024)
+
+PR_SET_PDEATHSIG = 1
+PROC_STAT_STATE, PROC_STAT_START = 3, 22  # 1-based field numbers of /proc/PID/stat
+SIGNALS_THAT_DO_NOT_END = frozenset({"SIGCHLD", "SIGCONT", "SIGURG", "SIGWINCH",  # ignored
+                                     "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU",  # stop
+                                     "SIGKILL"})  # cannot be caught
+FAULT_SIGNALS = frozenset({"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS"})

@@ -3,28 +3,48 @@
 Every program runs as a subprocess under ``python -m sockinspect._accounting``,
 so what it sent is known and can be checked against the capture: a capture
 that dropped packets, or misses bytes the programs sent, is reported loudly.
+
+A run never leaves anything behind on the machine:
+
+- every program runs in a process group of its own, with a parent-death
+  signal, so none outlives the runner, even one killed with SIGKILL
+  (:func:`spawn`, :func:`stop_group`);
+- the signals that would end the runner (SIGTERM, SIGHUP, SIGINT, SIGQUIT...)
+  raise :class:`Terminated` in the main thread instead, so every context
+  manager on the way out cleans up (:func:`cleanup_on_signals`);
+- what a run makes outside its process (network namespaces, work folders) is
+  written down with its owner before it is made (:class:`Lease`), so what a
+  SIGKILL leaves is removed by the next run or ``sockinspect cleanup`` once
+  the owner is gone (:func:`clean_leftovers`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
+import secrets
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from ._analyze import analyze
 from ._capture import LiveCapture
+from ._linux import FAULT_SIGNALS, PR_SET_PDEATHSIG, PROC_STAT_START, PROC_STAT_STATE, SIGNALS_THAT_DO_NOT_END
 from ._model import Capture
-from ._topology import Loopback, NetnsPair
+from ._topology import NETNS_PREFIX, Loopback, NetnsPair, delete_netns, netns_exists, netns_names, netns_pids
 from .errors import SockinspectError
 
 READY_TIMEOUT_S = 10
@@ -50,21 +70,47 @@ class Run:
 
 
 class Runner:
-    """Starts servers and clients on ``topology`` and captures them into ``outdir``."""
+    """Starts servers and clients on ``topology`` and captures them into ``outdir``.
 
-    def __init__(self, topology: Loopback | NetnsPair, outdir: Path, progress: bool = False) -> None:
+    Use as a context manager: on the way out, any program still running is killed
+    with its whole process group and the work folder is removed. With a ``lease``,
+    the work folder is recorded as this run's before it is made."""
+
+    def __init__(self, topology: Loopback | NetnsPair, outdir: Path, progress: bool = False,
+                 lease: Lease | None = None) -> None:
         self.topology = topology
         self.outdir = outdir.resolve()  # the programs run with the work folder as their cwd
         self.progress = progress
         self.outdir.mkdir(parents=True, exist_ok=True)
         # A folder of its own (never one the user had): logs and accounting records.
-        self.workdir = Path(tempfile.mkdtemp(prefix=".work-", dir=self.outdir))
+        self.workdir = (lease.make_folder(self.outdir, WORK_PREFIX) if lease is not None
+                        else Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=self.outdir)))
         self._seq = 0
+        self._children: list[subprocess.Popen] = []
         self.server_log = self.workdir / "server.log"
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill what still runs (each program's whole process group), remove the work folder."""
+        for proc in self._children:
+            stop_group(proc, first=None)
+        self._children.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def say(self, message: str) -> None:
         if self.progress:
             print(f"sockinspect: {message}", file=sys.stderr, flush=True)
+
+    def spawn(self, argv: list[str], **popen: Any) -> subprocess.Popen:
+        """Start a program of this run (see :func:`spawn`), in the work folder, with :func:`child_env`."""
+        proc = spawn(argv, env=child_env(), cwd=self.workdir, **popen)
+        self._children.append(proc)
+        return proc
 
     def _accounted(self, module: str, args: list[str]) -> tuple[list[str], Path]:
         self._seq += 1
@@ -82,8 +128,8 @@ class Runner:
         argv = _traced(argv, trace)
         log = self.server_log = self.workdir / f"server-{self._seq}.log"
         with open(log, "w") as err:
-            proc = subprocess.Popen(self.topology.server_cmd(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=err, text=True, env=child_env(), cwd=self.workdir)
+            proc = self.spawn(self.topology.server_cmd(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=err, text=True)
         try:
             port = _read_port(proc, module, log)
             yield port, proc
@@ -97,11 +143,17 @@ class Runner:
                check: bool = True, trace: Path | None = None) -> subprocess.CompletedProcess[str]:
         argv, record = self._accounted(module, args)
         argv = _traced(argv, trace)
+        proc = self.spawn(self.topology.client_cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
         try:
-            done = subprocess.run(self.topology.client_cmd(argv), input=stdin, capture_output=True, text=True,
-                                  env=child_env(), cwd=self.workdir, timeout=CLIENT_TIMEOUT_S)
+            out, err = proc.communicate(stdin, timeout=CLIENT_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            stop_group(proc, first=None)
             raise ScenarioError(f"{module} did not finish within {CLIENT_TIMEOUT_S} s") from None
+        except BaseException:
+            stop_group(proc, first=None)
+            raise
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         run.sent.extend(_records(record))
         run.outputs.append(done.stdout)
         if check and done.returncode:
@@ -163,10 +215,12 @@ def cross_check(cap: Capture, sent: list[dict[str, Any]], dropped: int) -> list[
 
 
 def child_env() -> dict[str, str]:
-    """The programs import reference_servers and sockinspect from this checkout."""
+    """The programs import reference_servers and sockinspect from this checkout, and
+    know the runner's pid (the accounting shim dies with it, see ``_accounting``)."""
     root = str(Path(__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else ""), "PYTHONUNBUFFERED": "1",
+            RUNNER_PID_VAR: str(os.getpid())}
 
 
 def _read_port(proc: subprocess.Popen, module: str, log: Path) -> int:
@@ -204,17 +258,12 @@ def _signal_tracee(trace: Path) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """A server's clean exit (SIGINT), with less patience when the runner is stopping."""
+    stop_group(proc, signal.SIGINT, grace=1.0 if stopping() else 5.0)
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + (0 if stopping() else 2)
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     if not path.exists():
@@ -222,5 +271,422 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def make_topology(name: str, ipv6: bool = False) -> Loopback | NetnsPair:
-    return NetnsPair() if name == "netns" else Loopback(ipv6=ipv6)
+def make_topology(name: str, ipv6: bool = False, claim: Callable[[str], None] | None = None
+                  ) -> Loopback | NetnsPair:
+    """``claim``: called with each network namespace's name before it is made (:meth:`Lease.claim_netns`)."""
+    return NetnsPair(claim=claim) if name == "netns" else Loopback(ipv6=ipv6)
+
+
+# --- Children: a process group each, and a parent-death signal ------------------------------
+
+RUNNER_PID_VAR = "SOCKINSPECT_RUNNER_PID"
+try:
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+    _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    _prctl.restype = ctypes.c_int
+except (AttributeError, OSError):  # not Linux
+    _prctl = None
+
+
+def die_with_parent(signo: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Have the kernel send ``signo`` to this process when its parent ends (Linux only).
+    ``parent``: the pid the parent had; if it is no longer our parent, it ended before
+    the request was made, and this process ends now."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(128 + signo)
+
+
+def spawn(argv: list[str], die_signal: int = signal.SIGKILL, own_group: bool = True, **popen: Any
+          ) -> subprocess.Popen:
+    """``subprocess.Popen`` for a program that must not outlive this process: it gets
+    ``die_signal`` when this thread ends (call from the main thread), and with
+    ``own_group`` a process group of its own (its id is the child's pid), which
+    :func:`stop_group` ends as a whole and a terminal's Ctrl-C does not reach."""
+    return subprocess.Popen(argv, process_group=0 if own_group else None,
+                            preexec_fn=functools.partial(die_with_parent, die_signal, os.getpid()), **popen)
+
+
+def stop_group(proc: subprocess.Popen, first: int | None = signal.SIGINT, grace: float = 5.0) -> None:
+    """End ``proc`` and what is left of its process group, then reap it.
+
+    ``first`` (SIGINT: a clean exit) is sent to ``proc`` alone and given ``grace``
+    seconds; then the group gets SIGKILL. The group is killed while its leader is
+    not yet reaped (alive or a zombie), so its id cannot belong to anyone else yet."""
+    if proc.returncode is not None:
+        return
+    if first is not None and not _ended(proc.pid, 0):
+        with suppress(ProcessLookupError):
+            os.kill(proc.pid, first)
+        _ended(proc.pid, grace)
+    with suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    """Whether child ``pid`` has ended, waiting up to ``timeout`` s; it is left unreaped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+# --- Signals: clean up, then end with 128 + the signal's number -----------------------------
+
+class Terminated(BaseException):
+    """The process got a signal that would end it. Raised in the main thread (like
+    KeyboardInterrupt, not caught by ``except Exception``) so that every context
+    manager on the way out cleans up."""
+
+    def __init__(self, signo: int) -> None:
+        super().__init__(signo)
+        self.signo = signo
+
+    @property
+    def name(self) -> str:
+        return signal_name(self.signo)
+
+    @property
+    def exit_status(self) -> int:
+        """What a shell reports for a process this signal ended: 128 + its number."""
+        return 128 + self.signo
+
+
+_stopping = threading.Event()
+
+
+def stopping() -> bool:
+    """Whether a signal is ending this process (clean-up is under way: be brief)."""
+    return _stopping.is_set()
+
+
+def signal_name(signo: int) -> str:
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        return f"SIGRTMIN+{signo - signal.SIGRTMIN}"
+
+
+def ending_signals() -> list[int]:
+    """The signals that would end this process now and that a handler can catch.
+    Not those already ignored (SIGHUP under nohup, Python's SIGPIPE and SIGXFSZ) and
+    not the hardware faults (see ``_linux``)."""
+    found = []
+    for signo in sorted(signal.valid_signals()):
+        name = signal_name(signo)
+        if name in SIGNALS_THAT_DO_NOT_END or name in FAULT_SIGNALS:
+            continue
+        if signal.getsignal(signo) in (signal.SIG_DFL, signal.default_int_handler):
+            found.append(int(signo))
+    return found
+
+
+@contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """Within: a signal that would end the process raises :class:`Terminated` instead,
+    once; later ones are ignored so that the clean-up it starts can finish (it is brief:
+    :func:`stopping` shortens the waits). Outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signo: int, _frame: FrameType | None) -> None:
+        if _stopping.is_set():
+            return
+        _stopping.set()
+        raise Terminated(signo)
+
+    _stopping.clear()
+    old = {signo: signal.signal(signo, handler) for signo in ending_signals()}
+    try:
+        yield
+    finally:
+        for signo, previous in old.items():
+            signal.signal(signo, previous)
+
+
+# --- Ownership: what a run makes outside its process, recorded before it is made -------------
+
+WORK_PREFIX, STAGE_PREFIX = ".work-", ".sockinspect-"  # the only folder names clean-up removes
+OWNER_FILE = "owner.json"
+STATE_DIR_VAR = "SOCKINSPECT_STATE_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A process, named so that a later one with the same pid is not taken for it."""
+
+    pid: int
+    start: int  # /proc/PID/stat start time, clock ticks after boot
+    uid: int  # in the initial user namespace (a run inside 'unshare -rn' is uid 0 in there)
+    boot_id: str
+    pidns: str  # the PID namespace the pid is valid in
+
+    @classmethod
+    def me(cls) -> Owner:
+        pid = os.getpid()
+        return cls(pid, _proc_stat(pid)[1], host_uid(), _boot_id(), os.readlink("/proc/self/ns/pid"))
+
+    def state(self) -> str:
+        """``running``, ``gone``, or ``unknown`` (its pid is in another PID namespace)."""
+        if self.boot_id != _boot_id():
+            return "gone"  # it ran before the last reboot
+        if self.pidns != os.readlink("/proc/self/ns/pid"):
+            return "unknown"
+        found = _proc_stat(self.pid)
+        if found is None or found[0] in ("Z", "X") or found[1] != self.start:
+            return "gone"
+        return "running"
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of ``pid`` from /proc/PID/stat, None when there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # from field 3 on: the name may hold ") "
+    return fields[PROC_STAT_STATE - 3], int(fields[PROC_STAT_START - 3])
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def host_uid() -> int:
+    """This process's uid as the initial user namespace sees it."""
+    uid = os.getuid()
+    with suppress(OSError, ValueError):
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, count = map(int, line.split())
+            if inside <= uid < inside + count:
+                return outside + uid - inside
+    return uid
+
+
+def state_dir() -> Path:
+    """Where runs record what they made: $SOCKINSPECT_STATE_DIR, else /run/sockinspect
+    for root, else $XDG_RUNTIME_DIR/sockinspect or a folder of this user's in /tmp."""
+    if os.environ.get(STATE_DIR_VAR):
+        path = Path(os.environ[STATE_DIR_VAR])
+    elif host_uid() == 0:
+        path = Path("/run/sockinspect")
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "sockinspect"
+    else:
+        path = Path(tempfile.gettempdir()) / f"sockinspect-{host_uid()}"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise SockinspectError(f"cannot use {path} to record runs: {exc.strerror} (set {STATE_DIR_VAR})") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise SockinspectError(f"{path} is not a folder of this user's: cannot record runs there "
+                               f"(set {STATE_DIR_VAR})")
+    return path
+
+
+class Lease:
+    """The record of what one run makes outside its process, kept in :func:`state_dir`.
+
+    Each network namespace and folder is written down (atomically) before it is
+    made; the record goes when the run ends and all of it is gone. If the run is
+    killed outright, the record outlives it and :func:`clean_leftovers` removes
+    what it lists once its owner is gone. Use as a context manager."""
+
+    def __init__(self, command: str) -> None:
+        self.owner = Owner.me()
+        self.command = command
+        self.netns: list[str] = []
+        self.folders: list[str] = []
+        self.path = state_dir() / f"run-{self.owner.pid}-{self.owner.start}.json"
+
+    def __enter__(self) -> Lease:
+        self._write()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Remove what is left of what this run made (a clean-up cut short, a caller's
+        mistake), then the record, unless something could not be removed."""
+        if not [item for item in _remove_listed(self._doc(), self.owner) if item.action == "failed"]:
+            self.path.unlink(missing_ok=True)
+
+    def claim_netns(self, name: str) -> None:
+        self.netns.append(name)
+        self._write()
+
+    def make_folder(self, parent: Path, prefix: str) -> Path:
+        """Make a new folder ``prefix`` + random in ``parent``, recorded as this run's
+        (and marked inside with its owner, for a later run writing to ``parent``)."""
+        path = Path(parent).resolve() / f"{prefix}{secrets.token_hex(4)}"
+        self.folders.append(str(path))
+        self._write()
+        path.mkdir(mode=0o700)
+        _write_json(path / OWNER_FILE, {"owner": asdict(self.owner), "command": self.command})
+        return path
+
+    def _doc(self) -> dict[str, Any]:
+        return {"schema_version": 1, "owner": asdict(self.owner), "command": self.command,
+                "netns": self.netns, "folders": self.folders}
+
+    def _write(self) -> None:
+        _write_json(self.path, self._doc())
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """One thing a run left behind, and what clean-up did with it."""
+
+    kind: str  # "netns" or "folder"
+    name: str  # the namespace's name, the folder's path
+    owner_pid: int | None
+    action: str  # "removed", "would remove", "kept" or "failed"
+    reason: str
+
+
+def clean_leftovers(dirs: Iterable[Path] = (), dry_run: bool = False) -> list[Leftover]:
+    """Remove the network namespaces and work folders of runs whose process is gone.
+
+    Looks at every run recorded in :func:`state_dir`, every ``sockinspect-*``
+    namespace, and the ``.work-*`` / ``.sockinspect-*`` folders in ``dirs`` (and
+    their subfolders). Only what belongs to this user and to a run that no longer
+    runs is removed; the rest is reported as kept, with the reason."""
+    items: list[Leftover] = []
+    recorded_netns: set[str] = set()
+    recorded_folders: set[str] = set()
+    me = Owner.me()
+    for path in sorted(state_dir().glob("run-*.json")):
+        try:
+            doc = json.loads(path.read_text())
+            owner = Owner(**doc["owner"])
+            netns, folders = list(doc["netns"]), list(doc["folders"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written, or not ours to read
+        recorded_netns.update(netns)
+        recorded_folders.update(folders)
+        if owner == me:
+            continue
+        removable, reason = _verdict(owner)
+        if not removable:
+            items += [Leftover("netns", n, owner.pid, "kept", reason) for n in netns if netns_exists(n)]
+            items += [Leftover("folder", f, owner.pid, "kept", reason) for f in folders if Path(f).exists()]
+            continue
+        done = _remove_listed(doc, owner, dry_run, reason)
+        items += done
+        if not dry_run and not any(item.action == "failed" for item in done):
+            path.unlink(missing_ok=True)
+    for name in netns_names():
+        if name.startswith(NETNS_PREFIX) and name not in recorded_netns:
+            items.append(Leftover("netns", name, None, "kept", "no run recorded it (an older sockinspect's, or "
+                                  f"another user's): 'ip netns delete {name}' removes it"))
+    for folder in _candidate_folders(dirs):
+        if str(folder) in recorded_folders:
+            continue
+        owner = _folder_owner(folder)
+        if owner is None:
+            items.append(Leftover("folder", str(folder), None, "kept", f"no {OWNER_FILE} in it: not known as a run's"))
+            continue
+        removable, reason = _verdict(owner)
+        if not removable or dry_run:
+            items.append(Leftover("folder", str(folder), owner.pid, "would remove" if removable else "kept", reason))
+        else:
+            items.append(_remove_folder(folder, owner, reason))
+    return items
+
+
+def _verdict(owner: Owner) -> tuple[bool, str]:
+    """Whether what ``owner`` made may be removed, and why (or why not)."""
+    if owner.uid != host_uid():
+        return False, f"it belongs to uid {owner.uid}"
+    state = owner.state()
+    if state == "running":
+        return False, f"its run, pid {owner.pid}, is still going"
+    if state == "unknown":
+        return False, f"its run, pid {owner.pid}, is in another PID namespace: cannot tell whether it still runs"
+    return True, f"its run, pid {owner.pid}, is gone"
+
+
+def _remove_listed(doc: dict[str, Any], owner: Owner, dry_run: bool = False, reason: str = "") -> list[Leftover]:
+    """Remove (or, ``dry_run``, list) the namespaces and folders of a record that still exist."""
+    items = []
+    for name in doc["netns"]:
+        if not netns_exists(name):
+            continue
+        if dry_run:
+            items.append(Leftover("netns", name, owner.pid, "would remove", reason))
+            continue
+        for pid in netns_pids(name):  # what still runs in there is that run's
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        ok = delete_netns(name)
+        items.append(Leftover("netns", name, owner.pid, "removed" if ok else "failed",
+                              reason if ok else f"{reason}; 'ip netns delete {name}' failed"))
+    for folder in map(Path, doc["folders"]):
+        if not folder.exists():
+            continue
+        if dry_run:
+            items.append(Leftover("folder", str(folder), owner.pid, "would remove", reason))
+        else:
+            items.append(_remove_folder(folder, owner, reason))
+    return items
+
+
+def _remove_folder(folder: Path, owner: Owner, reason: str) -> Leftover:
+    """Remove a run's folder: only one named as ours, not a symlink, holding that owner's
+    mark (or empty: the run ended between making it and marking it)."""
+    kept = functools.partial(Leftover, "folder", str(folder), owner.pid, "kept")
+    if not folder.exists():  # inside a folder removed just before
+        return Leftover("folder", str(folder), owner.pid, "removed", reason)
+    if not folder.name.startswith((WORK_PREFIX, STAGE_PREFIX)) or not stat.S_ISDIR(folder.lstat().st_mode):
+        return kept(f"not a folder sockinspect makes ({WORK_PREFIX}*, {STAGE_PREFIX}*)")
+    mark = _folder_owner(folder)
+    if mark is None and any(folder.iterdir()):
+        return kept(f"no {OWNER_FILE} in it: not known as a run's")
+    if mark is not None and mark != owner:
+        return kept(f"its {OWNER_FILE} names another run (pid {mark.pid})")
+    errors: list[str] = []
+    shutil.rmtree(folder, onerror=lambda _f, p, e: errors.append(f"{p}: {e[1]}"))
+    if errors:
+        return Leftover("folder", str(folder), owner.pid, "failed", f"{reason}; cannot remove {errors[0]}")
+    return Leftover("folder", str(folder), owner.pid, "removed", reason)
+
+
+def _folder_owner(folder: Path) -> Owner | None:
+    try:
+        return Owner(**json.loads((folder / OWNER_FILE).read_text())["owner"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _candidate_folders(dirs: Iterable[Path]) -> list[Path]:
+    """The folders named as sockinspect's in each of ``dirs`` and in their subfolders."""
+    found: list[Path] = []
+    for top in dirs:
+        top = Path(top).resolve()
+        for where in [top, *_subfolders(top)]:
+            found += [p for p in _subfolders(where) if p.name.startswith((WORK_PREFIX, STAGE_PREFIX))]
+    return sorted(set(found))
+
+
+def _subfolders(path: Path) -> list[Path]:
+    try:
+        return [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._run import Run, Runner, ScenarioError, child_env
+from ._run import Run, Runner, ScenarioError
 
 ECHO_SERVER, ECHO_CLIENT = "reference_servers.echo_tcp_server", "reference_servers.echo_tcp_client"
 FILE_SERVER, FILE_CLIENT = "reference_servers.tcp_file_transfer_server", "reference_servers.tcp_file_transfer_client"
@@ -146,11 +146,10 @@ def chat(r: Runner, opts: Options) -> list[Run]:
     run = r.new_run("named chat, the lab's two lines", "chat.pcap")
     r2_line, kali_line = LAB_CHAT
     with r.server(CHAT_SERVER, ["--name", "R2"], run) as (port, server), r.capture(run, [port]):
-        client = subprocess.Popen(
+        client = r.spawn(
             r.topology.client_cmd([sys.executable, "-m", CHAT_CLIENT, "--name", "KALI",
                                    "--host", r.topology.server_addr, "--port", str(port)]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=child_env(), cwd=r.workdir)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             r.wait_for_log("joined")
             _say(server, r2_line)

@@ -4,7 +4,8 @@
 - :class:`NetnsPair`: the lab's two hosts, R2 (10.10.10.2) and KALI (10.10.10.3),
   each in its own network namespace, joined by a veth pair. Nothing is routed
   anywhere else: the namespaces have no other interface and no default route.
-  They are always removed on exit, also after an error or Ctrl-C.
+  They are always removed on exit, also after an error or a signal. Their
+  names hold the pid of the run that made them: ``sockinspect-R2-PID-TOKEN``.
 
 Both give the command prefix that runs a program on a host, and a way to open
 the capture socket on the server's interface.
@@ -25,6 +26,8 @@ from typing import TypeVar
 from .errors import SockinspectError
 
 CLONE_NEWNET = 0x40000000
+NETNS_PREFIX = "sockinspect-"
+NETNS_RUN_DIR = "/run/netns"  # where 'ip netns add' names namespaces (iproute2's NETNS_RUN_DIR)
 R2_ADDR, KALI_ADDR, PREFIX = "10.10.10.2", "10.10.10.3", 24
 T = TypeVar("T")
 
@@ -64,13 +67,15 @@ class NetnsPair:
 
     name = "netns"
 
-    def __init__(self) -> None:
-        token = secrets.token_hex(3)
-        self.r2 = f"sockinspect-R2-{token}"
-        self.kali = f"sockinspect-KALI-{token}"
-        self.r2_if, self.kali_if = f"si-r2-{token}", f"si-ka-{token}"
+    def __init__(self, claim: Callable[[str], None] | None = None) -> None:
+        """``claim``: called with each namespace's name before it is made (to record it)."""
+        token, pid = secrets.token_hex(3), os.getpid()
+        self.r2 = f"{NETNS_PREFIX}R2-{pid}-{token}"
+        self.kali = f"{NETNS_PREFIX}KALI-{pid}-{token}"
+        self.r2_if, self.kali_if = f"si-r2-{token}", f"si-ka-{token}"  # at most 15 characters (IFNAMSIZ)
         self.server_addr, self.client_addr = R2_ADDR, KALI_ADDR
         self.capture_interface = self.r2_if
+        self._claim = claim
         self._made: list[str] = []
 
     def __enter__(self) -> NetnsPair:
@@ -80,8 +85,10 @@ class NetnsPair:
             raise TopologyError("the netns topology needs root (or run sockinspect inside 'unshare -rnm')")
         try:
             for ns in (self.r2, self.kali):
+                if self._claim is not None:
+                    self._claim(ns)
+                self._made.append(ns)  # before: 'ip' may be stopped after making it
                 _ip("netns", "add", ns)
-                self._made.append(ns)
             _ip("link", "add", self.r2_if, "netns", self.r2, "type", "veth",
                 "peer", "name", self.kali_if, "netns", self.kali)
             for ns, dev, addr in ((self.r2, self.r2_if, R2_ADDR), (self.kali, self.kali_if, KALI_ADDR)):
@@ -96,8 +103,7 @@ class NetnsPair:
     def __exit__(self, *exc: object) -> None:
         # Deleting a namespace deletes its end of the veth pair, and with it the peer.
         while self._made:
-            ns = self._made.pop()
-            subprocess.run(["ip", "netns", "delete", ns], capture_output=True, check=False)
+            delete_netns(self._made.pop())
 
     def server_cmd(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.r2, *argv]
@@ -136,13 +142,39 @@ def _netns(name: str) -> Iterator[None]:
         os.close(there)
 
 
-def leftovers() -> list[str]:
-    """Namespaces and links sockinspect made that still exist (should be none)."""
-    found = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+def netns_names() -> list[str]:
+    """The named network namespaces (``ip netns list``)."""
+    try:
+        return sorted(os.listdir(NETNS_RUN_DIR))
+    except OSError:
+        return []
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.lexists(os.path.join(NETNS_RUN_DIR, name))
+
+
+def netns_pids(name: str) -> list[int]:
+    """The processes in network namespace ``name``."""
+    found = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, check=False).stdout
+    return [int(word) for word in found.split() if word.isdigit()]
+
+
+def delete_netns(name: str) -> bool:
+    """Delete network namespace ``name`` (and so the veth end in it); whether it is gone."""
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+    return not netns_exists(name)
+
+
+def leftovers(owner_pid: int | None = None) -> list[str]:
+    """Namespaces and links sockinspect made that still exist (should be none); with
+    ``owner_pid``, only the namespaces the run of that pid made."""
+    mine = f"-{owner_pid}-"
+    names = [n for n in netns_names() if n.startswith(NETNS_PREFIX) and (owner_pid is None or mine in n)]
+    if owner_pid is not None:
+        return names
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
-    return [line.split()[0] for line in found.splitlines() if line.startswith("sockinspect-")] + [
-        part for part in links.split() if part.startswith("si-r2-") or part.startswith("si-ka-")
-    ]
+    return names + [part for part in links.split() if part.startswith("si-r2-") or part.startswith("si-ka-")]
 
 
 def free_port(topology: Loopback | NetnsPair) -> int:
