@@ -14,6 +14,13 @@ dropped after ``send_timeout`` seconds, so it cannot stall the others.
 Stdout: the readiness line ``listening on HOST PORT``, then the chat. Stderr:
 the log (``HOST:PORT joined``, ``HOST:PORT left``).
 
+Relaying never waits on this side's own terminal. What is shown here (the chat
+on stdout, the log on stderr) is written by a printer thread of its own, from
+a queue of at most ``Printer.budget`` bytes (1 MiB): when the terminal does not
+read (paused with Ctrl-S, a pipe nobody reads), lines past the budget are not
+shown, and the log says how many once it is read again; clients are relayed to
+all the while.
+
     python3 reference_servers/chat_server.py --name R2 [--host H] [--port 5000]
 """
 
@@ -21,12 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import socketserver
 import struct
 import sys
 import threading
+from collections import deque
 from pathlib import Path
+from typing import TextIO
 
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,6 +48,86 @@ log = logging.getLogger("chat_server")
 def as_text(raw: bytes) -> str:
     """A received line for display: UTF-8 (undecodable bytes shown as U+FFFD), no line end."""
     return raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _write(stream: TextIO, data: bytes) -> None:
+    """Write ``data`` to ``stream``'s file descriptor when it has one: a thread blocked in
+    ``os.write`` holds no lock of the stream, so the program can still exit."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in-process)
+        stream.write(data.decode("utf-8"))
+        stream.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Printer:
+    """Lines for streams that may stop reading (a paused terminal, a full pipe), written by a
+    thread of their own: ``put`` never waits. Lines waiting take at most ``budget`` bytes; a line
+    past that is dropped and counted, and the count is logged once the queue has drained."""
+
+    budget = 1 << 20  # bytes
+    drain_timeout = 2.0  # seconds ``close`` waits for waiting lines to be written
+
+    def __init__(self) -> None:
+        self._lines: deque[tuple[TextIO, bytes]] = deque()
+        self._size = 0
+        self._dropped = 0
+        self._closed = False
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
+        self._thread.start()
+
+    def put(self, stream: TextIO, line: str) -> None:
+        data = (line + "\n").encode("utf-8", errors="replace")
+        with self._ready:
+            if self._closed or self._size + len(data) > self.budget:
+                self._dropped += 1
+                return
+            self._lines.append((stream, data))
+            self._size += len(data)
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Stop after writing what waits, for at most ``drain_timeout`` seconds."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(self.drain_timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._lines or self._closed)
+                if not self._lines:
+                    return
+                stream, data = self._lines.popleft()
+                self._size -= len(data)
+            with contextlib.suppress(OSError, ValueError):  # ValueError: a closed stream
+                _write(stream, data)
+            with self._ready:
+                dropped = self._dropped if not self._lines else 0
+                self._dropped -= dropped
+            if dropped:
+                log.warning("%d line(s) not shown: the terminal was not reading", dropped)
+
+
+class PrinterHandler(logging.Handler):
+    """A log handler that hands its lines to a Printer, so logging never waits on stderr."""
+
+    def __init__(self, printer: Printer, formatter: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.printer = printer
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.printer.put(sys.stderr, self.format(record))
+        except Exception:  # noqa: BLE001 (logging's own rule: a handler never raises)
+            self.handleError(record)
 
 
 class ChatHandler(socketserver.StreamRequestHandler):
@@ -70,7 +160,12 @@ class ChatServer(socketserver.ThreadingTCPServer):
         self.name = name
         self._clients: set[socket.socket] = set()
         self._changed = threading.Condition()
-        super().__init__(address, handler)
+        self.printer = Printer()  # what this side shows: never waited for while relaying
+        super().__init__(address, handler)  # closes the printer too if it cannot listen
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.printer.close()
 
     def join(self, sock: socket.socket) -> None:
         seconds, micro = divmod(int(self.send_timeout * 1_000_000), 1_000_000)
@@ -90,9 +185,8 @@ class ChatServer(socketserver.ThreadingTCPServer):
             return self._changed.wait_for(lambda: len(self._clients) == count, timeout)
 
     def show(self, line: str) -> None:
-        """Print a chat line on this side (stdout)."""
-        with self._changed, contextlib.suppress(OSError):
-            print(line, flush=True)
+        """Show a chat line on this side (stdout), without waiting for the terminal."""
+        self.printer.put(sys.stdout, line)
 
     def relay(self, data: bytes, exclude: socket.socket | None = None) -> None:
         """Send ``data`` to every client but ``exclude``; drop those that cannot take it."""
@@ -142,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         server = ChatServer((args.host, args.port), args.name)
     except OSError as exc:
         return listen_error("chat_server", args.host, args.port, exc)
+    root = logging.getLogger()  # the log, too, must not make relaying wait for stderr
+    root.handlers = [PrinterHandler(server.printer, root.handlers[0].formatter if root.handlers else None)]
     keyboard = threading.Thread(target=_read_keyboard, args=(server,), daemon=True)
     try:
         return serve(server, log, on_ready=keyboard.start)

@@ -3,13 +3,19 @@ clients, and the chat ending cleanly (EOF, Ctrl-C, SIGTERM) for everyone involve
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import socket
+import subprocess
 import threading
+import time
 
 import pytest
 
-from reference_servers.chat_server import ChatServer
+from reference_servers.chat_server import ChatServer, Printer
+
+from .conftest import ROOT, WAIT_S, command
 
 HOST = "127.0.0.1"
 R2_LINE, KALI_LINE = "Hi, my name is R2", "Hi R2, my name is KALI. Nice to meet you."
@@ -193,3 +199,112 @@ def test_a_client_that_stops_reading_is_dropped(serve, peers):
         assert got == b"R2: after\n"  # the chat goes on
     finally:
         stalled.close()
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe already full, as the one to a paused terminal: every write to it blocks."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    with pytest.raises(BlockingIOError):
+        while True:
+            os.write(w, b"." * 4096)
+    os.set_blocking(w, True)  # the writer inherits a blocking end, as a terminal's
+    return r, w
+
+
+class LinePeer:
+    """A raw peer that reads lines with a timeout of its own (a timeout never loses data)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=WAIT_S)
+        self.buf = b""
+
+    def readline(self, timeout: float = WAIT_S) -> bytes | None:
+        """The next line, or None when none came within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line + b"\n"
+
+
+@pytest.mark.parametrize("blocked", ["stdout", "stdout and stderr"])
+def test_relaying_never_waits_on_the_servers_terminal(blocked):
+    err_r, err_w = full_pipe() if "stderr" in blocked else (None, subprocess.DEVNULL)
+    proc = subprocess.Popen([*command("chat_server"), "--port", "0"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=err_w)
+    peers: list[LinePeer] = []
+    try:
+        if err_r is not None:
+            os.close(err_w)
+        assert select.select([proc.stdout], [], [], WAIT_S)[0], "no readiness line"
+        port = int(proc.stdout.readline().split()[-1])  # and stdout is never read again
+        a, b = LinePeer(port), LinePeer(port)
+        peers += [a, b]
+        sync = b"A: sync\n"
+        for _ in range(50):  # until B gets one of A's lines: then both have joined
+            a.sock.sendall(sync)
+            if b.readline(timeout=0.2) == sync:
+                break
+        else:
+            raise AssertionError("A's lines never reached B")
+        line, count = b"A: " + b"y" * 996 + b"\n", 4096  # 4 MiB: many times what the pipe holds
+        flood = threading.Thread(target=a.sock.sendall, args=(line * count,), daemon=True)
+        flood.start()
+        got = 0
+        while got < count:
+            received = b.readline()
+            assert received is not None, f"relaying stopped after {got} of {count} lines"
+            got += received == line
+        flood.join(WAIT_S)
+        b.sock.sendall(b"B: still here\n")
+        assert a.readline() == b"B: still here\n"  # both ways
+        a.sock.sendall(b"A: me too\n")
+        while (received := b.readline()) == sync:
+            pass
+        assert received == b"A: me too\n"
+        proc.terminate()  # and it still stops cleanly
+        assert proc.wait(WAIT_S) == 0
+    finally:
+        for peer in peers:
+            peer.sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+        proc.stdin.close()
+        proc.stdout.close()
+        if err_r is not None:
+            os.close(err_r)
+
+
+def test_printer_drops_past_its_budget_and_says_so(caplog):
+    r, w = full_pipe()
+    stream = os.fdopen(w, "w")
+    printer = Printer()
+    printer.budget = 100
+    start = time.monotonic()
+    for i in range(50):
+        printer.put(stream, f"line {i:02}")  # 8 bytes each: one is taken, 12 wait, the rest dropped
+    assert time.monotonic() - start < 5  # put never waited on the full pipe
+    os.read(r, 1 << 20)  # the terminal reads again: the waiting lines are written
+    printer.close()
+    shown = b""
+    while select.select([r], [], [], 0.5)[0] and (chunk := os.read(r, 1 << 20)):
+        shown += chunk
+        if b"line" in shown and shown.count(b"\n") >= 12:
+            break
+    lines = [x for x in shown.split(b"\n") if x.startswith(b"line")]
+    assert lines == [f"line {i:02}".encode() for i in range(len(lines))] and 10 <= len(lines) <= 14
+    assert any("not shown" in rec.message for rec in caplog.records)
+    stream.close()
+    os.close(r)
