@@ -11,10 +11,11 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,19 @@ from ._check import load_rules_file, parse_rules, run_checks
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
-from ._run import Run, Runner, make_topology
+from ._run import (
+    STAGE_PREFIX,
+    Lease,
+    Leftover,
+    Run,
+    Runner,
+    Terminated,
+    clean_leftovers,
+    cleanup_on_signals,
+    die_with_parent,
+    make_topology,
+    spawn,
+)
 from ._scenarios import SCENARIOS, Options
 from .errors import SockinspectError, UsageError
 
@@ -104,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a lab scenario, capture it, save the pcap and print its analysis",
         description="Start the reference server and client of a scenario, capture their traffic, save it "
         "under captures/ and print the analysis. Scenarios: " + ", ".join([*SCENARIOS, "lab"]) + " (lab: all "
-        "of them, then the answers to Part 4 a-g of the lab, from this run's measurements).",
+        "of them, then the answers to Part 4 a-g of the lab, from this run's measurements). Stopped by "
+        "a signal (Ctrl-C, SIGTERM, SIGHUP, ...), it removes what it made (programs, network namespaces, "
+        "work folder) and exits 128 + the signal's number; what a SIGKILL leaves, the next run or "
+        "'sockinspect cleanup' removes.",
     )
     rc.add_argument("scenario", choices=[*SCENARIOS, "lab"], metavar="SCENARIO",
                     help=f"one of: {', '.join([*SCENARIOS, 'lab'])}")
@@ -121,6 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--file", help="file: send this file instead of random data")
     rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
     rc.set_defaults(run=_cmd_run_and_capture)
+
+    cl = sub.add_parser(
+        "cleanup",
+        help="remove the network namespaces and work folders that killed runs left behind",
+        description="run-and-capture removes what it made when it ends, also when stopped by a signal. "
+        "Killed outright (SIGKILL, a power cut), it cannot: its network namespaces "
+        "(sockinspect-R2-PID-..., sockinspect-KALI-PID-...) and its .work-* folder stay. This removes "
+        "them once the run's process is gone. Only what a run of this user recorded (in "
+        "$SOCKINSPECT_STATE_DIR; by default /run/sockinspect for root, else $XDG_RUNTIME_DIR/sockinspect) "
+        "or marked as its own is touched: never another user's, never a run still going. "
+        "Exit 0 when nothing removable is left, 1 when something could not be removed.",
+    )
+    cl.add_argument("dirs", nargs="*", metavar="DIR",
+                    help="also look for .work-* folders in DIR and its subfolders (default: captures, if it exists)")
+    cl.add_argument("-n", "--dry-run", action="store_true", help="say what would be removed; remove nothing")
+    cl.add_argument("--json", action="store_true", help="one JSON document: what was found, what was done, why")
+    cl.set_defaults(run=_cmd_cleanup)
     return parser
 
 
@@ -367,7 +400,9 @@ USERNS_FLAG = "SOCKINSPECT_IN_USERNS"
 def _reexec_in_user_namespace() -> int | None:
     """Without the privilege to capture, run this same command again inside an
     unprivileged user + network namespace (unshare -rn), where we may. None when
-    capture already works here; otherwise the exit code (2 when nothing works)."""
+    capture already works here; otherwise the exit code (2 when nothing works).
+    The inner run gets SIGTERM should this one end, and any signal this one gets:
+    it cleans up and ends with 128 + the signal's number."""
     reason = can_capture()
     if reason is None:
         return None
@@ -382,12 +417,27 @@ def _reexec_in_user_namespace() -> int | None:
               "run as root", file=sys.stderr)
         return 2
     argv = ["unshare", "-rn", "--", sys.executable, "-m", "sockinspect", *sys.argv[1:]]
-    return subprocess.run(argv, env={**os.environ, USERNS_FLAG: "1"}, check=False).returncode
+    with cleanup_on_signals():
+        # The same process group: the inner run is this command, carried on; Ctrl-C reaches both.
+        inner = spawn(argv, die_signal=signal.SIGTERM, own_group=False,
+                      env={**os.environ, USERNS_FLAG: str(os.getpid())})
+        try:
+            return inner.wait()
+        except Terminated as sig:
+            os.kill(inner.pid, sig.signo)  # not reaped yet: the pid is still the inner run's
+            try:
+                return inner.wait(30)
+            except subprocess.TimeoutExpired:
+                inner.kill()
+                inner.wait()
+                return sig.exit_status
 
 
 def _cmd_run_and_capture(args: argparse.Namespace) -> int:
     if args.topology == "loopback":
-        if os.environ.get(USERNS_FLAG):
+        outer = os.environ.get(USERNS_FLAG, "")
+        if outer:  # the inner run: end (cleanly) with the outer one
+            die_with_parent(signal.SIGTERM, parent=int(outer) if outer.isdigit() else None)
             subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, check=False)
         code = _reexec_in_user_namespace()
         if code is not None:
@@ -405,16 +455,36 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
               "give a directory to -o", file=sys.stderr)
         return 2
     progress = sys.stderr.isatty() or args.scenario in ("lab", "file")
+    with cleanup_on_signals():
+        try:
+            results = _run_scenarios(args, names, opts, out, single, progress)
+        except SockinspectError as exc:
+            print(f"sockinspect run-and-capture: error: {exc}", file=sys.stderr)
+            return 2
+        except Terminated as sig:
+            how = "interrupted" if sig.signo == signal.SIGINT else f"stopped by {sig.name}"
+            made = "programs, network namespaces and work folder" if args.topology == "netns" else \
+                "programs and work folder"
+            kept = "" if single else f"; what was captured so far is in {out}"
+            with suppress(OSError):  # SIGHUP: the terminal may be gone
+                print(f"sockinspect run-and-capture: {how}; its {made} are removed{kept}", file=sys.stderr)
+            return sig.exit_status
+    return _print_runs(args, results)
+
+
+def _run_scenarios(args: argparse.Namespace, names: list[str], opts: Options, out: Path, single: bool,
+                   progress: bool) -> dict[str, list[Run]]:
+    """Run the scenarios; whatever happens, nothing they made is left but the captures."""
     results: dict[str, list[Run]] = {}
-    # A single file is captured in a folder of its own beside it, then renamed: nothing
-    # else in the user's folder is written or removed.
-    if single:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".sockinspect-", dir=out.parent)) if single else out
-    runner = None
-    try:
-        with make_topology(args.topology, args.ipv6) as topology:
-            runner = Runner(topology, stage, progress=progress)
+    outdir = out.parent if single else out
+    outdir.mkdir(parents=True, exist_ok=True)
+    _tell_removed(clean_leftovers([outdir]))
+    with Lease(f"run-and-capture {args.scenario}") as lease:
+        # A single file is captured in a folder of its own beside it, then renamed: nothing
+        # else in the user's folder is written or removed.
+        stage = lease.make_folder(outdir, STAGE_PREFIX) if single else out
+        with make_topology(args.topology, args.ipv6, claim=lease.claim_netns) as topology, \
+                Runner(topology, stage, progress=progress, lease=lease) as runner:
             for name in names:
                 runner.say(f"running {name} on {topology.name}")
                 runs = SCENARIOS[name](runner, opts)
@@ -423,19 +493,41 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
                     runs[0].capture = out
                     runs[0].analysis = replace(runs[0].analysis, file=str(out))
                 results[name] = runs
+    return results
+
+
+def _tell_removed(items: list[Leftover]) -> None:
+    """One line on stderr when an earlier, killed run's leftovers were removed."""
+    removed = [item for item in items if item.action == "removed"]
+    if removed:
+        netns = sum(item.kind == "netns" for item in removed)
+        pids = ", ".join(sorted({str(item.owner_pid) for item in removed}))
+        print(f"sockinspect run-and-capture: removed what killed runs (pid {pids}) left behind: "
+              f"{netns} network namespaces, {len(removed) - netns} work folders", file=sys.stderr)
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    dirs = [Path(d) for d in args.dirs] or ([Path("captures")] if Path("captures").is_dir() else [])
+    for d in dirs:
+        if not d.is_dir():
+            print(f"sockinspect cleanup: error: {d}: no such folder", file=sys.stderr)
+            return 2
+    try:
+        items = clean_leftovers(dirs, dry_run=args.dry_run)
     except SockinspectError as exc:
-        print(f"sockinspect run-and-capture: error: {exc}", file=sys.stderr)
+        print(f"sockinspect cleanup: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        kept = "" if single else f"; what was captured so far is in {out}"
-        print(f"sockinspect run-and-capture: interrupted; network namespaces removed{kept}", file=sys.stderr)
-        return 130
-    finally:
-        if runner is not None:
-            shutil.rmtree(runner.workdir, ignore_errors=True)
-        if single:
-            shutil.rmtree(stage, ignore_errors=True)
-    return _print_runs(args, results)
+    failed = sum(item.action == "failed" for item in items)
+    if args.json:
+        print(json.dumps({"schema_version": 1, "dry_run": args.dry_run,
+                          "items": [{"kind": i.kind, "name": i.name, "owner_pid": i.owner_pid, "action": i.action,
+                                     "reason": i.reason} for i in items]}))
+    else:
+        for i in items:
+            print(f"{i.action:<12}  {i.kind:<6}  {i.name}  ({i.reason})")
+        if not items:
+            print("sockinspect cleanup: nothing left behind")
+    return 1 if failed else 0
 
 
 def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:

@@ -16,7 +16,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from ._fragments import Reassembler
+from ._fragments import OVER_LIMIT, Reassembler
 from ._read import Frame
 
 TCP, UDP = 6, 17
@@ -36,6 +36,10 @@ _udp = struct.Struct("!HHH").unpack_from  # sport, dport, length
 _ipv6_ext = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))  # 802.1Q, 802.1ad, old QinQ
 _DECODED_IN_IP = frozenset((TCP, UDP, 4, 41, 108))  # what IPv4 fragments are reassembled for
+# Headers one packet may stack (VLAN tags, MPLS labels, IP headers, IPv6 extension
+# headers, IPComp): real traffic uses a handful, hostile files thousands.
+MAX_LAYERS = 32
+MAX_DATAGRAM = 65535  # what one IP datagram can hold (jumbograms aside): bounds IPComp inflation
 
 
 class Packet(NamedTuple):
@@ -70,6 +74,12 @@ NOT_IP = Defect("not_ip", "not an IPv4/IPv6 packet", False)
 OTHER_PROTOCOL = Defect("other_protocol", "IP protocol other than TCP/UDP", False)
 FRAGMENT = Defect("ip_fragment", "IP fragment of a datagram not complete yet", False)
 BAD_IPCOMP = Defect("bad_ipcomp", "IPComp payload that is not DEFLATE or does not inflate", True)
+IPCOMP_TOO_LARGE = Defect("ipcomp_too_large", f"IPComp payload inflating past {MAX_DATAGRAM} bytes "
+                          "(more than an IP datagram holds: a decompression bomb?)", True)
+TOO_DEEP = Defect("too_deep", f"more than {MAX_LAYERS} nested headers (VLAN tags, MPLS labels, tunnelled IP, "
+                  "IPv6 extension headers, IPComp)", True)
+FRAGMENTS_OVER_LIMIT = Defect("fragments_over_limit", "IP datagram dropped: its fragments are over the "
+                              "reassembly limits (count, size or pending memory)", True)
 # A well-formed packet of a connection in another process's share (see Decoder).
 OTHER_SHARE = Defect("other_share", "left to another worker process", False)
 
@@ -83,16 +93,21 @@ def share_of(sport: int, dport: int, src: bytes, dst: bytes) -> int:
     return (((sport ^ dport) | (src[-1] ^ dst[-1]) << 16) * 2654435761 & 0xFFFFFFFF) >> 16
 
 
-def _ipcomp(data: bytes, start: int, end: int) -> bytes | None:
+def _ipcomp(data: bytes, start: int, end: int) -> bytes | Defect:
     """Inflate an IPComp payload (RFC 3173) as DEFLATE (RFC 2394), as tshark does: for
     CPI 2 and for negotiated CPIs (>= 64), whose algorithm the packet does not say.
-    None for the other well-known algorithms (OUI, LZS, LZJH) or data that does not inflate."""
+    A defect for the other well-known algorithms (OUI, LZS, LZJH), data that does not
+    inflate, and output past what one datagram can hold (inflation stops there)."""
     if end - start < 4 or _u16(data, start + 2)[0] in (0, 1, 3, 4):
-        return None
+        return BAD_IPCOMP
+    inflate = zlib.decompressobj(-15)
     try:
-        return zlib.decompress(bytes(data[start + 4 : end]), -15)
+        plain = inflate.decompress(bytes(data[start + 4 : end]), MAX_DATAGRAM)
     except zlib.error:
-        return None
+        return BAD_IPCOMP
+    if inflate.eof:
+        return plain
+    return IPCOMP_TOO_LARGE if len(plain) == MAX_DATAGRAM else BAD_IPCOMP
 
 
 class Decoder:
@@ -140,9 +155,9 @@ class Decoder:
                 family = struct.unpack_from(">I", data, off)[0]
             off += 4
             if family == 2:
-                return self._ipv4(frame, number, data, off, end, vlan)
+                return self._ip(frame, number, data, off, end, vlan, 4, None, 0)
             if family in (10, 24, 28, 30):
-                return self._ipv6(frame, number, data, off, end, vlan)
+                return self._ip(frame, number, data, off, end, vlan, 6, None, 0)
             return NOT_IP
         if linktype in (12, 14, 101, 228, 229):  # raw IP
             return self._ip_by_version(frame, number, data, off, end, vlan)
@@ -162,140 +177,146 @@ class Decoder:
         """The payload of an Ethernet or Linux cooked header, 802.1Q/QinQ tags first
         (libpcap puts a stripped tag back after a cooked header too)."""
         while etype in _VLAN_TPIDS:
+            if len(vlan) == MAX_LAYERS:
+                return TOO_DEEP
             if end - off < 4:
                 return Defect("truncated", "VLAN tag cut short", True)
             tci, etype = struct.unpack_from("!HH", data, off)
             vlan += (tci & 0x0FFF,)
             off += 4
         if etype == 0x0800:
-            return self._ipv4(frame, number, data, off, end, vlan)
+            return self._ip(frame, number, data, off, end, vlan, 4, None, len(vlan))
         if etype == 0x86DD:
-            return self._ipv6(frame, number, data, off, end, vlan)
+            return self._ip(frame, number, data, off, end, vlan, 6, None, len(vlan))
         return self._other_ethertype(frame, number, data, off, end, vlan, etype)
 
     def _other_ethertype(self, frame, number, data, off, end, vlan, etype):  # noqa: ANN001
         if etype in (0x8847, 0x8848):  # MPLS: skip labels to the bottom of the stack
+            depth = len(vlan)
             while end - off >= 4:
+                depth += 1
+                if depth > MAX_LAYERS:
+                    return TOO_DEEP
                 bottom = data[off + 2] & 1
                 off += 4
                 if bottom:
-                    return self._ip_by_version(frame, number, data, off, end, vlan)
+                    return self._ip_by_version(frame, number, data, off, end, vlan, depth)
             return Defect("truncated", "MPLS label stack cut short", True)
         if etype == 0x8864 and end - off >= 8:  # PPPoE session, then PPP protocol
             # The PPPoE length bounds the datagram: what follows it is padding.
             pppoe_len, proto = struct.unpack_from("!HH", data, off + 4)
             avail = min(pppoe_len - 2, frame.wirelen - (off + 8 - frame.offset))
             if proto == 0x0021:
-                return self._ipv4(frame, number, data, off + 8, end, vlan, avail)
+                return self._ip(frame, number, data, off + 8, end, vlan, 4, avail, len(vlan) + 1)
             if proto == 0x0057:
-                return self._ipv6(frame, number, data, off + 8, end, vlan, avail)
+                return self._ip(frame, number, data, off + 8, end, vlan, 6, avail, len(vlan) + 1)
         return NOT_IP
 
-    def _ip_by_version(self, frame, number, data, off, end, vlan):  # noqa: ANN001
+    def _ip_by_version(self, frame, number, data, off, end, vlan, depth=0):  # noqa: ANN001
         if off >= end:
             return Defect("truncated", "no IP header captured", True)
         version = data[off] >> 4
-        if version == 4:
-            return self._ipv4(frame, number, data, off, end, vlan)
-        if version == 6:
-            return self._ipv6(frame, number, data, off, end, vlan)
+        if version == 4 or version == 6:
+            return self._ip(frame, number, data, off, end, vlan, version, None, depth)
         return NOT_IP
 
     # -- IP ------------------------------------------------------------------
 
-    def _ipv4(self, frame, number, data, off, end, vlan, avail=None):  # noqa: ANN001
-        """``avail``: bytes the outer layers leave for this datagram (default: the rest
-        of the frame's wire length). A total length beyond it is cut to it, as tshark does."""
-        if end - off < 20:
-            return Defect("truncated", "IPv4 header cut short", True)
-        vihl, total, ident, frag, _ttl, proto, src, dst = _ipv4(data, off)
-        ihl = (vihl & 0x0F) * 4
-        if vihl >> 4 != 4 or ihl < 20:
-            return Defect("bad_ip_header", "IPv4 header with a bad version or length", True)
-        if avail is None:
-            avail = frame.wirelen - (off - frame.offset)
-        start = off + ihl
-        # total == 0 happens with TSO on the capturing host: trust the captured bytes.
-        length = min(total, avail) - ihl if total else end - start
-        if length < 0:
-            return Defect("bad_ip_header", "IPv4 length shorter than its header", True)
-        if proto not in _DECODED_IN_IP:
-            return OTHER_PROTOCOL
-        if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
-            whole = self.fragments.add(
-                (src, dst, ident, proto), (frag & 0x1FFF) * 8, bool(frag & 0x2000),
-                data[start : min(end, start + length)], length,
-            )
-            if whole is None:
-                return FRAGMENT
-            data, start, end, length = whole, 0, len(whole), len(whole)
-        if proto == 108:  # IPComp: decompress and go on inside
-            plain = _ipcomp(data, start, min(end, start + length))
-            if plain is None:
-                return BAD_IPCOMP
-            proto, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
-        if proto == 4:  # IPv4 in IPv4
-            return self._ipv4(frame, number, data, start, end, vlan, length)
-        if proto == 41:  # IPv6 in IPv4
-            return self._ipv6(frame, number, data, start, end, vlan, length)
-        if proto != TCP and proto != UDP:
-            return OTHER_PROTOCOL
-        return self._transport(frame, number, vlan, src, dst, proto, data, start, end, length)
+    def _ip(self, frame, number, data, off, end, vlan, version, avail, depth):  # noqa: ANN001, C901
+        """Walk from an IP header at ``off`` through what it carries (tunnelled IP,
+        IPv6 extension headers, IPComp, fragments) to the TCP or UDP header, one
+        header per step, with no recursion: ``depth`` counts the headers so far (VLAN
+        tags and MPLS labels included), and a packet of more than MAX_LAYERS is a
+        defect (a hostile one may nest thousands).
 
-    def _ipv6(self, frame, number, data, off, end, vlan, avail=None):  # noqa: ANN001
-        if end - off < 40:
-            return Defect("truncated", "IPv6 header cut short", True)
-        if data[off] >> 4 != 6:
-            return Defect("bad_ip_header", "IPv6 header with a bad version", True)
-        length = _u16(data, off + 4)[0]
-        nxt = data[off + 6]
-        src = data[off + 8 : off + 24]
-        dst = data[off + 24 : off + 40]
-        start = off + 40
+        ``avail``: bytes the outer layers leave for the datagram (default: the rest
+        of the frame's wire length). A length beyond it is cut to it, as tshark does."""
         if avail is None:
             avail = frame.wirelen - (off - frame.offset)
-        if not length:  # jumbogram or TSO: trust the captured bytes
-            length = end - start
-        length = min(length, avail - 40)
-        while nxt != TCP and nxt != UDP:
-            if nxt == 41:  # IPv6 in IPv6 (a tunnel, or AH in tunnel mode)
-                return self._ipv6(frame, number, data, start, end, vlan, length)
-            if nxt == 4:
-                return self._ipv4(frame, number, data, start, end, vlan, length)
-            if nxt == 108:  # IPComp: decompress and go on inside
-                plain = _ipcomp(data, start, min(end, start + length))
-                if plain is None:
-                    return BAD_IPCOMP
-                nxt, data, start, end, length = data[start], plain, 0, len(plain), len(plain)
+        src = dst = b""
+        nxt = -1  # what starts at ``off``: -1 for an IP header of ``version``, else a protocol number
+        while True:
+            if nxt == -1 or nxt == 4 or nxt == 41:  # an IP header (first, or tunnelled in IP)
+                depth += 1
+                if depth > MAX_LAYERS:
+                    return TOO_DEEP
+                if nxt != -1:
+                    version = 4 if nxt == 4 else 6
+                if version == 4:
+                    if end - off < 20:
+                        return Defect("truncated", "IPv4 header cut short", True)
+                    vihl, total, ident, frag, _ttl, nxt, src, dst = _ipv4(data, off)
+                    ihl = (vihl & 0x0F) * 4
+                    if vihl >> 4 != 4 or ihl < 20:
+                        return Defect("bad_ip_header", "IPv4 header with a bad version or length", True)
+                    start = off + ihl
+                    # total == 0 happens with TSO on the capturing host: trust the captured bytes.
+                    length = min(total, avail) - ihl if total else end - start
+                    if length < 0:
+                        return Defect("bad_ip_header", "IPv4 length shorter than its header", True)
+                    if nxt not in _DECODED_IN_IP:
+                        return OTHER_PROTOCOL
+                    if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
+                        whole = self.fragments.add(
+                            (src, dst, ident, nxt), (frag & 0x1FFF) * 8, bool(frag & 0x2000),
+                            data[start : min(end, start + length)], length,
+                        )
+                        if type(whole) is not bytes:
+                            return FRAGMENTS_OVER_LIMIT if whole is OVER_LIMIT else FRAGMENT
+                        data, start, end, length = whole, 0, len(whole), len(whole)
+                else:
+                    if end - off < 40:
+                        return Defect("truncated", "IPv6 header cut short", True)
+                    if data[off] >> 4 != 6:
+                        return Defect("bad_ip_header", "IPv6 header with a bad version", True)
+                    length = _u16(data, off + 4)[0]
+                    nxt = data[off + 6]
+                    src = data[off + 8 : off + 24]
+                    dst = data[off + 24 : off + 40]
+                    start = off + 40
+                    if not length:  # jumbogram or TSO: trust the captured bytes
+                        length = end - start
+                    length = min(length, avail - 40)
+                off, avail = start, length
                 continue
-            if nxt not in _ipv6_ext and nxt != 44 and nxt != 51:
+            if nxt in (TCP, UDP):
+                return self._transport(frame, number, vlan, src, dst, nxt, data, off, end, avail)
+            depth += 1
+            if depth > MAX_LAYERS:
+                return TOO_DEEP
+            if nxt == 108:  # IPComp: decompress and go on inside
+                plain = _ipcomp(data, off, min(end, off + avail))
+                if type(plain) is not bytes:
+                    return plain
+                nxt, data, off, end, avail = data[off], plain, 0, len(plain), len(plain)
+                continue
+            if version == 4 or (nxt not in _ipv6_ext and nxt != 44 and nxt != 51):
                 return OTHER_PROTOCOL
-            if end - start < 8:
+            # IPv6 extension headers
+            if end - off < 8:
                 return Defect("truncated", "IPv6 extension header cut short", True)
-            if nxt in _ipv6_ext:
-                hlen = (data[start + 1] + 1) * 8
-            elif nxt == 51:  # AH
-                hlen = (data[start + 1] + 2) * 4
-            elif nxt == 44:  # fragment header
-                frag, ident = struct.unpack_from("!HI", data, start + 2)
-                inner = data[start]
+            if nxt == 44:  # fragment header
+                frag, ident = struct.unpack_from("!HI", data, off + 2)
+                inner = data[off]
                 if frag & 0xFFF9:  # offset or more-fragments: a real fragment
-                    length -= 8
-                    body = start + 8
+                    body, length = off + 8, avail - 8
                     whole = self.fragments.add(
                         (src, dst, ident, inner), (frag >> 3) * 8, bool(frag & 1),
                         data[body : min(end, body + length)], length,
                     )
-                    if whole is None:
-                        return FRAGMENT
+                    if type(whole) is not bytes:
+                        return FRAGMENTS_OVER_LIMIT if whole is OVER_LIMIT else FRAGMENT
                     # The reassembled payload may hold more headers (destination options, AH).
-                    nxt, data, start, end, length = inner, whole, 0, len(whole), len(whole)
+                    nxt, data, off, end, avail = inner, whole, 0, len(whole), len(whole)
                     continue
                 hlen = 8  # atomic fragment: carry on with the next header
-            nxt = data[start]
-            start += hlen
-            length -= hlen
-        return self._transport(frame, number, vlan, src, dst, nxt, data, start, end, length)
+            elif nxt == 51:  # AH
+                hlen = (data[off + 1] + 2) * 4
+            else:
+                hlen = (data[off + 1] + 1) * 8
+            nxt = data[off]
+            off += hlen
+            avail -= hlen
 
     # -- TCP / UDP -------------------------------------------------------------
 

@@ -8,7 +8,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +21,7 @@ import pytest
 import sockinspect
 from sockinspect._capture import can_capture
 from sockinspect._cli import main
-from sockinspect._run import cross_check
+from sockinspect._run import OWNER_FILE, STATE_DIR_VAR, Owner, _proc_stat, clean_leftovers, cross_check
 from sockinspect._topology import NetnsPair, leftovers
 from sockinspect.assertions import (
     assert_client_port_ephemeral,
@@ -143,7 +148,7 @@ def test_netns_topology(tmp_path, capsys, scenario):
     cap = sockinspect.analyze(next(tmp_path.glob("*.pcap")))
     conn = cap.tcp[0]
     assert (conn.client.addr, conn.server.addr) == ("10.10.10.3", "10.10.10.2")  # KALI -> R2
-    assert leftovers() == []
+    assert leftovers(owner_pid=os.getpid()) == []
 
 
 @root_only
@@ -207,3 +212,176 @@ def _run_as_nobody(tmp_path: Path, site: str) -> None:
         pytest.skip("unprivileged user namespaces are disabled on this kernel")
     assert done.returncode == 0, done.stderr
     assert len(sockinspect.analyze(tmp_path / "out" / "echo.pcap").tcp) == 3
+
+
+# --- Stopped by a signal, or killed: nothing is left behind -------------------------------------
+
+TOPOLOGY = "netns" if os.geteuid() == 0 and shutil.which("ip") else "loopback"
+READY_S = 120  # a busy 2-core machine: wide bands, and a readiness sign rather than a fixed sleep
+
+
+def _eventually(check: Callable[[], object], what: str, timeout: float = READY_S,
+                proc: subprocess.Popen | None = None) -> object:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the run ended ({proc.returncode}) before {what}: {proc.stderr.read()[-500:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+    return found
+
+
+def _sockinspect(tmp_path: Path, *argv: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, STATE_DIR_VAR: str(tmp_path / "state"), "PYTHONPATH": str(ROOT)}
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([sys.executable, "-m", "sockinspect", *argv], cwd=tmp_path, env=env, **popen)
+
+
+def _start_long_run(tmp_path: Path) -> subprocess.Popen:
+    """A handshake run far too long to end by itself, once its server runs and two clients have
+    finished (their accounting records are written): the capture and the programs are going."""
+    proc = _sockinspect(tmp_path, "run-and-capture", "handshake", "--connections", "100000",
+                        "--topology", TOPOLOGY, "-o", str(tmp_path / "out"), stdout=subprocess.DEVNULL)
+    _eventually(lambda: list((tmp_path / "out").glob(".work-*/sent-3.jsonl")), "two clients finished", proc=proc)
+    return proc
+
+
+def _processes_of(tmp_path: Path) -> list[str]:
+    """Live processes (not zombies) whose command line names ``tmp_path``: the run and its programs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = _proc_stat(int(entry.name))
+        except OSError:
+            continue
+        if str(tmp_path) in cmdline and state is not None and state[0] not in "ZX":
+            found.append(f"{entry.name}: {cmdline[:150]}")
+    return found
+
+
+def _left_behind(tmp_path: Path, pid: int) -> dict[str, list[str]]:
+    return {"netns": leftovers(owner_pid=pid), "processes": _processes_of(tmp_path),
+            "folders": [str(p) for p in (tmp_path / "out").glob(".work-*")],
+            "records": [p.name for p in (tmp_path / "state").glob("run-*.json")]}
+
+
+NOTHING = {"netns": [], "processes": [], "folders": [], "records": []}
+
+
+@pytest.mark.parametrize("signo", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_stops_the_run_and_removes_all_it_made(tmp_path, signo):
+    proc = _start_long_run(tmp_path)
+    assert TOPOLOGY == "loopback" or leftovers(owner_pid=proc.pid)  # the namespaces were there
+    proc.send_signal(signo)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signo, err
+    assert err.splitlines()[-1].startswith(f"sockinspect run-and-capture: stopped by {signal.Signals(signo).name};")
+    assert _left_behind(tmp_path, proc.pid) == NOTHING
+    assert (tmp_path / "out" / "handshake.pcap").exists()  # what was captured so far is kept
+
+
+@pytest.mark.parametrize("then", ["cleanup", "next run"])
+def test_after_sigkill_the_programs_die_and_the_rest_is_removed_later(tmp_path, then):
+    proc = _start_long_run(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    # The parent-death signal ends every program; the namespaces and folder stay for now.
+    _eventually(lambda: not _processes_of(tmp_path), "the programs died with their runner", timeout=30)
+    left = _left_behind(tmp_path, proc.pid)
+    assert len(left["folders"]) == 1 and len(left["records"]) == 1
+    assert len(left["netns"]) == (2 if TOPOLOGY == "netns" else 0)
+    if then == "cleanup":
+        done = _sockinspect(tmp_path, "cleanup", "--json", str(tmp_path / "out"))
+        out, err = done.communicate(timeout=60)
+        assert done.returncode == 0, err
+        items = json.loads(out)["items"]
+        assert sorted((i["kind"], i["name"], i["action"]) for i in items) == sorted(
+            [("netns", n, "removed") for n in left["netns"]] + [("folder", left["folders"][0], "removed")])
+        assert all(i["owner_pid"] == proc.pid for i in items)
+    else:
+        done = _sockinspect(tmp_path, "run-and-capture", "echo", "--topology", TOPOLOGY, "-o", str(tmp_path / "out"))
+        _, err = done.communicate(timeout=180)
+        assert done.returncode == 0, err
+        assert f"removed what killed runs (pid {proc.pid}) left behind: {len(left['netns'])} network namespaces, " \
+               "1 work folders" in err
+    assert _left_behind(tmp_path, proc.pid) == NOTHING
+
+
+def test_cleanup_leaves_a_live_runs_namespaces_and_folder_alone(tmp_path):
+    proc = _start_long_run(tmp_path)
+    try:
+        before = _left_behind(tmp_path, proc.pid)
+        done = _sockinspect(tmp_path, "cleanup", "--json", str(tmp_path))
+        out, err = done.communicate(timeout=60)
+        assert done.returncode == 0, err
+        # Other runs on this machine (their namespaces are not in this test's records) are kept too.
+        items = [i for i in json.loads(out)["items"] if i["owner_pid"] == proc.pid]
+        assert items and all(i["action"] == "kept" and "still going" in i["reason"] for i in items)
+        assert {i["name"] for i in items} == {*before["netns"], *before["folders"]}
+        after = _left_behind(tmp_path, proc.pid)
+        assert (after["netns"], after["folders"], after["records"]) == (before["netns"], before["folders"],
+                                                                       before["records"])
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert _left_behind(tmp_path, proc.pid) == NOTHING
+
+
+def _gone_owner() -> Owner:
+    """The owner record of a process that has ended."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    owner = replace(Owner.me(), pid=sleeper.pid, start=_proc_stat(sleeper.pid)[1])
+    sleeper.kill()
+    sleeper.wait()
+    return owner
+
+
+def _folder(parent: Path, name: str, owner: Owner | None) -> Path:
+    path = parent / name
+    path.mkdir()
+    (path / "server-1.log").write_text("a log")
+    if owner is not None:
+        (path / OWNER_FILE).write_text(json.dumps({"owner": asdict(owner)}))
+    return path
+
+
+def test_cleanup_removes_only_a_gone_owners_folders_of_this_user(tmp_path, monkeypatch):
+    monkeypatch.setenv(STATE_DIR_VAR, str(tmp_path / "state"))
+    gone = _gone_owner()
+    assert gone.state() == "gone" and Owner.me().state() == "running"
+    out = tmp_path / "captures" / "echo"
+    out.mkdir(parents=True)
+    dead = _folder(out, ".work-dead", gone)
+    live = _folder(out, ".work-live", Owner.me())
+    other = _folder(out, ".work-other", replace(gone, uid=gone.uid + 1))
+    unmarked = _folder(out, ".work-unmarked", None)
+    users = _folder(out, ".work", gone)  # not a name sockinspect makes
+    dry = clean_leftovers([tmp_path / "captures"], dry_run=True)
+    assert [(i.name, i.action) for i in dry if i.action != "kept"] == [(str(dead), "would remove")]
+    assert dead.exists()
+    items = {i.name: i for i in clean_leftovers([tmp_path / "captures"])}
+    assert items[str(dead)].action == "removed" and not dead.exists()
+    assert items[str(live)].action == "kept" and "still going" in items[str(live)].reason
+    assert items[str(other)].action == "kept" and f"uid {gone.uid + 1}" in items[str(other)].reason
+    assert items[str(unmarked)].action == "kept" and "no owner.json" in items[str(unmarked)].reason
+    assert str(users) not in items
+    assert all(p.exists() for p in (live, other, unmarked, users))
+
+
+def test_cleanup_usage(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(STATE_DIR_VAR, str(tmp_path / "state"))
+    with pytest.raises(SystemExit) as exc:
+        main(["cleanup", "--help"])
+    assert exc.value.code == 0 and "--dry-run" in capsys.readouterr().out
+    assert main(["cleanup", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sockinspect cleanup: error: {tmp_path / 'missing'}: no such folder\n"
+    monkeypatch.chdir(tmp_path)
+    assert main(["cleanup", "--json"]) == 0  # other runs' namespaces may be reported as kept
+    assert json.loads(capsys.readouterr().out)["dry_run"] is False
