@@ -62,12 +62,49 @@ AckLog = list[tuple[int, int, int, int, int, bool, bool]]
 
 
 SIGNIFICANT_BITS = 10  # delays are kept to 1 part in 1024: memory stays bounded per connection
+_NO_MIN, _NO_MAX = 1 << 80, -(1 << 80)
 
 
 def quantize_us(us: int) -> int:
     """``us`` with its low bits cleared beyond 10 significant bits (exact below 1.024 ms)."""
     drop = us.bit_length() - SIGNIFICANT_BITS
     return us >> drop << drop if drop > 0 else us
+
+
+def bucket_width_us(us: int) -> int:
+    """Width of the sketch bucket that holds ``us`` (1 below 1.024 ms)."""
+    drop = us.bit_length() - SIGNIFICANT_BITS
+    return 1 << drop if drop > 0 else 1
+
+
+def held_decimals_ms(ms: float) -> int:
+    """Decimals of a value in ms that the sketch holds, never more: 3 (1 µs) below
+    8.192 ms... precisely: the largest d with 10**-d ms >= the bucket width
+    (3 below 1.024 ms, 2 to 8.191 ms, 1 to 65.535 ms, 0 to 524.287 ms, then -1, ...)."""
+    width_ms = bucket_width_us(abs(int(ms * 1000))) / 1000
+    d = 3
+    while 10.0 ** -d < width_ms:
+        d -= 1
+    return d
+
+
+class Sketch:
+    """Durations in bounded memory: a count per 10-significant-bit bucket (so quantiles
+    are good to 1 part in 512), plus the exact smallest and largest, in ns."""
+
+    __slots__ = ("counts", "lo", "hi")
+
+    def __init__(self) -> None:
+        self.counts: Counter[int] = Counter()  # quantize_us(duration in µs) -> how many
+        self.lo = _NO_MIN
+        self.hi = _NO_MAX
+
+    def add(self, ns: int) -> None:
+        self.counts[quantize_us(ns // 1000)] += 1
+        if ns < self.lo:
+            self.lo = ns
+        if ns > self.hi:
+            self.hi = ns
 
 
 def _after(a: int, b: int) -> bool:
@@ -124,7 +161,7 @@ class SenderTimeline:
     """Data of one sender and the ACKs its peer returns; see the module docstring."""
 
     __slots__ = ("ack_log", "mss", "follow_ns", "outstanding", "snd_una", "high", "sml_end", "sml_ts",
-                 "release", "pending_stall", "delays_us", "delayed_acks", "stalls", "stall_count",
+                 "release", "pending_stall", "delays", "delayed_acks", "stalls", "stall_count",
                  "stall_ns", "small", "held", "small_unacked", "max_payload", "candidate")
 
     def __init__(self, ack_log: AckLog | None = None) -> None:
@@ -139,7 +176,7 @@ class SenderTimeline:
         self.sml_ts = 0
         self.release: tuple[int, int] | None = None  # (ts, packet) of a pure ACK covering snd_sml
         self.pending_stall: tuple[int, int, int, int] | None = None  # data pkt, data ts, ack pkt, ack ts
-        self.delays_us: Counter[int] = Counter()
+        self.delays = Sketch()  # ACK delays
         self.delayed_acks = 0
         self.stalls: list[Stall] = []
         self.stall_count = 0
@@ -235,13 +272,19 @@ class SenderTimeline:
         clean = True
         out = self.outstanding
         covered = 0
+        delays = self.delays
         while out and not 0 < (out[0][0] - ack) & 0xFFFFFFFF < SEQ_HALF:
             seg = out.popleft()
             covered += 1
             if first is None:
                 first = seg
             if seg[3]:
-                self.delays_us[quantize_us((ts - seg[1]) // 1000)] += 1
+                d = ts - seg[1]  # Sketch.add, inlined (hot)
+                delays.counts[quantize_us(d // 1000)] += 1
+                if d < delays.lo:
+                    delays.lo = d
+                if d > delays.hi:
+                    delays.hi = d
             else:
                 clean = False
         if first is None:

@@ -17,14 +17,13 @@ from collections.abc import Callable
 
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
-from ._delays import FOLLOW_BASE_NS, AckLog, NagleEvidence, SenderTimeline, nagle_verdict, quantize_us
-from ._metrics import conn_state, sizes_from_counts, stats_from_counts
+from ._delays import FOLLOW_BASE_NS, AckLog, NagleEvidence, SenderTimeline, Sketch, nagle_verdict
+from ._metrics import conn_state, sizes_from_counts, sketch_stats
 from ._model import (
     Direction,
     Endpoint,
     Handshake,
     Selection,
-    Stats,
     TcpConnection,
     UdpDirection,
     UdpFlow,
@@ -51,7 +50,6 @@ class _Side:
         timeline.confirm_tail()  # the end of the capture ends the sender's queue too
         opts = parse_syn_options(self.syn_options) if self.syn_options is not None else None
         evidence = NagleEvidence(timeline.small, timeline.held, timeline.small_unacked)
-        delays = stats_from_counts(timeline.delays_us)
         return Direction(
             packets=self.packets,
             payload_bytes=self.payload_bytes,
@@ -68,16 +66,12 @@ class _Side:
             first_data_ts_ns=self.first_data_ts,
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
-            ack_delay_ms=_us_to_ms(delays),
+            ack_delay_ms=sketch_stats(timeline.delays),
             delayed_acks=timeline.delayed_acks,
             stall_list=tuple(timeline.stalls),
             stalls=timeline.stall_count,
             stall_ns_total=timeline.stall_ns,
         )
-
-
-def _us_to_ms(st: Stats) -> Stats:
-    return Stats(st.count, *(None if v is None else v / 1000 for v in (st.min, st.median, st.p95, st.max)))
 
 
 class _TcpBuilder:
@@ -86,7 +80,7 @@ class _TcpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "last_syn_ts",
                  "synack_ts", "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
-                 "reply_first_ts", "reply_last_ts", "latencies_us", "first_byte_us", "guessed_client")
+                 "reply_first_ts", "reply_last_ts", "latencies", "first_byte", "guessed_client")
 
     def __init__(self, index: int, pkt: Packet, ack_log: AckLog | None = None) -> None:
         self.index = index
@@ -106,8 +100,8 @@ class _TcpBuilder:
         self.request_ts: int | None = None  # first byte of the client's current request
         self.reply_first_ts: int | None = None  # first and last server data since that request
         self.reply_last_ts: int | None = None
-        self.latencies_us: Counter[int] = Counter()  # request's first byte -> reply's last byte
-        self.first_byte_us: Counter[int] = Counter()  # request's first byte -> reply's first byte
+        self.latencies = Sketch()  # request's first byte -> reply's last byte
+        self.first_byte = Sketch()  # request's first byte -> reply's first byte
         self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
 
     def ended(self) -> bool:
@@ -170,8 +164,8 @@ class _TcpBuilder:
     def _reply_done(self) -> None:
         """The reply to the current request ended (the client spoke again, or the capture ended)."""
         start = self.request_ts
-        self.latencies_us[quantize_us((self.reply_last_ts - start) // 1000)] += 1
-        self.first_byte_us[quantize_us((self.reply_first_ts - start) // 1000)] += 1
+        self.latencies.add(self.reply_last_ts - start)
+        self.first_byte.add(self.reply_first_ts - start)
         self.request_ts = self.reply_first_ts = self.reply_last_ts = None
 
     def _control(self, side: _Side, s: int, flags: int, seq: int, ts: int | None, opts: bytes) -> None:
@@ -258,8 +252,8 @@ class _TcpBuilder:
             last_packet=self.last_packet,
             client_port_ephemeral_linux=client_port in _linux.LINUX_EPHEMERAL_PORTS,
             client_port_ephemeral_iana=client_port in _linux.IANA_EPHEMERAL_PORTS,
-            request_latency_ms=_us_to_ms(stats_from_counts(self.latencies_us)),
-            response_first_byte_ms=_us_to_ms(stats_from_counts(self.first_byte_us)),
+            request_latency_ms=sketch_stats(self.latencies),
+            response_first_byte_ms=sketch_stats(self.first_byte),
         )
 
 
@@ -277,7 +271,7 @@ def _infer_client(ports: tuple[int, int]) -> int:
 
 class _UdpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "packets", "bytes", "frame_bytes",
-                 "pending_ts", "rtts_us", "first_ts", "last_ts", "first_packet", "last_packet")
+                 "pending_ts", "rtts", "first_ts", "last_ts", "first_packet", "last_packet")
 
     def __init__(self, index: int, pkt: Packet) -> None:
         self.index = index
@@ -289,7 +283,7 @@ class _UdpBuilder:
         self.bytes = [0, 0]
         self.frame_bytes = [0, 0]
         self.pending_ts: int | None = None  # an a->b datagram not yet answered
-        self.rtts_us: Counter[int] = Counter()  # quantized, as TCP's delays: memory stays bounded
+        self.rtts = Sketch()  # as TCP's delays: memory stays bounded
         self.first_ts = self.last_ts = pkt.ts_ns
         self.first_packet = self.last_packet = pkt.number
 
@@ -304,7 +298,7 @@ class _UdpBuilder:
                 if self.pending_ts is None:
                     self.pending_ts = ts
             elif self.pending_ts is not None:
-                self.rtts_us[quantize_us((ts - self.pending_ts) // 1000)] += 1
+                self.rtts.add(ts - self.pending_ts)
                 self.pending_ts = None
             if self.last_ts is None or ts > self.last_ts:
                 self.last_ts = ts
@@ -320,7 +314,7 @@ class _UdpBuilder:
             vlan=self.vlan,
             a2b=UdpDirection(self.packets[0], self.bytes[0], self.frame_bytes[0]),
             b2a=UdpDirection(self.packets[1], self.bytes[1], self.frame_bytes[1]),
-            rtt_ms=_us_to_ms(stats_from_counts(self.rtts_us)),
+            rtt_ms=sketch_stats(self.rtts),
             first_ts_ns=self.first_ts,
             last_ts_ns=self.last_ts,
             first_packet=self.first_packet,

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from ._delays import Sketch, bucket_width_us, held_decimals_ms
 from ._model import Sizes, Stats
 
 
@@ -23,6 +24,23 @@ def stats_from_counts(counts: Counter[int]) -> Stats:
         p95=_nth_of_counts(values, counts, math.ceil(0.95 * n)),
         max=values[-1],
     )
+
+
+def sketch_stats(sketch: Sketch) -> Stats:
+    """Stats in ms of durations kept in a :class:`Sketch`: count, min and max exact (to the
+    ns); median and p95 the middle of their bucket, inside [min, max], rounded to the
+    digits the bucket holds (see ``held_decimals_ms``)."""
+    counts = sketch.counts
+    st = stats_from_counts(counts)
+    if not st.count:
+        return Stats()
+    lo, hi = sketch.lo / 1e6, sketch.hi / 1e6
+
+    def held(us: float) -> float:
+        ms = min(max((us + (bucket_width_us(int(us)) - 1) / 2) / 1000, lo), hi)
+        return ms if ms in (lo, hi) else round(ms, held_decimals_ms(ms))  # clamped: exact
+
+    return Stats(count=st.count, min=lo, median=held(st.median), p95=held(st.p95), max=hi)
 
 
 def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:

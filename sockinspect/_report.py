@@ -12,6 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ._delays import held_decimals_ms
 from ._metrics import CONN_STATES, stats_from_values
 from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
 
@@ -194,6 +195,11 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _q(value: float | None) -> str:
+    """A quantile from a bounded sketch (ms): only the digits the sketch holds."""
+    return "-" if value is None else _num(value, max(held_decimals_ms(value), 0))
+
+
 def _client(c: TcpConnection) -> str:
     mark = "*" if c.client_port_ephemeral_linux or c.client_port_ephemeral_iana else ""
     return f"{c.client}{mark}" + (" (inferred)" if c.inferred else "")
@@ -237,7 +243,7 @@ def udp_table(flows: Iterable[UdpFlow]) -> str:
     rows = [
         [
             f.index, str(f.a), str(f.b), f.a2b.packets, f.a2b.bytes, f.b2a.packets, f.b2a.bytes,
-            f.rtt_ms.count, _num(f.rtt_ms.median),
+            f.rtt_ms.count, _q(f.rtt_ms.median),
         ]
         for f in flows
     ]
@@ -257,7 +263,7 @@ def timing_table(conns: Iterable[TcpConnection]) -> str:
             rows.append([
                 c.index, name, d.segments, f"{z.min}/{_num(z.median, 0)}/{z.p95}/{z.max}", z.sub_mss,
                 f"{d.nagle} ({e.held_until_ack}/{e.small_while_small_unacked})",
-                f"{_num(a.median)}/{_num(a.p95)}/{_num(a.max)}", d.delayed_acks, d.stalls,
+                f"{_q(a.median)}/{_q(a.p95)}/{_num(a.max)}", d.delayed_acks, d.stalls,
                 _num(d.stall_ms_total, 1),
             ])
     headers = [
@@ -317,10 +323,11 @@ def connection_detail(c: TcpConnection) -> str:
     for label in ("held_until_ack", "small_while_small_unacked"):
         per_dir.append([f"nagle evidence: {label}", getattr(c.c2s.nagle_evidence, label),
                         getattr(c.s2c.nagle_evidence, label)])
-    for label in ("count", "median", "p95", "max"):
+    for label in ("count", "min", "median", "p95", "max"):
         unit = "" if label == "count" else " (ms)"
-        per_dir.append([f"ack delay {label}{unit}", _fmt(getattr(c.c2s.ack_delay_ms, label)),
-                        _fmt(getattr(c.s2c.ack_delay_ms, label))])
+        show = _q if label in ("median", "p95") else _fmt
+        per_dir.append([f"ack delay {label}{unit}", show(getattr(c.c2s.ack_delay_ms, label)),
+                        show(getattr(c.s2c.ack_delay_ms, label))])
     per_dir.append(["time lost in stalls (ms)", _num(c.c2s.stall_ms_total), _num(c.s2c.stall_ms_total)])
     dirs = tabulate(
         [[k, "-" if a is None else a, "-" if b is None else b] for k, a, b in per_dir],
@@ -335,9 +342,9 @@ def connection_detail(c: TcpConnection) -> str:
     lat, first = c.request_latency_ms, c.response_first_byte_ms
     if lat.count:
         out += (f"\n\nrequest latency (a request's first byte -> its reply's last byte): {lat.count} requests, "
-                f"median {_num(lat.median)} ms, p95 {_num(lat.p95)} ms, max {_num(lat.max)} ms"
+                f"median {_q(lat.median)} ms, p95 {_q(lat.p95)} ms, max {_num(lat.max)} ms"
                 f"\nresponse first byte (a request's first byte -> its reply's first byte): "
-                f"median {_num(first.median)} ms, p95 {_num(first.p95)} ms, max {_num(first.max)} ms")
+                f"median {_q(first.median)} ms, p95 {_q(first.p95)} ms, max {_num(first.max)} ms")
     return out
 
 
@@ -375,10 +382,10 @@ def _compare_column(conns: list[TcpConnection]) -> list[str]:
         _num(stats_from_values(sizes).median, 0), str(sum(d.sizes.sub_mss for d in ds)), "/".join(verdicts) or "-",
         f"{sum(d.nagle_evidence.held_until_ack for d in ds)}/"
         f"{sum(d.nagle_evidence.small_while_small_unacked for d in ds)}",
-        _num(stats_from_values(medians).median), _num(max(maxes) if maxes else None),
+        _q(stats_from_values(medians).median), _num(max(maxes) if maxes else None),
         str(sum(d.delayed_acks for d in ds)),
         str(sum(d.stalls for d in ds)), _num(sum(d.stall_ms_total for d in ds), 1),
-        _num(stats_from_values([s.median for s in lat]).median), _num(max((s.p95 for s in lat), default=None)),
+        _q(stats_from_values([s.median for s in lat]).median), _q(max((s.p95 for s in lat), default=None)),
     ]
 
 

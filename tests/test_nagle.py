@@ -235,6 +235,7 @@ def test_request_latency_runs_to_the_last_byte_of_the_reply(tmp_path):
     conn = _run(tmp_path, _handshake() + _two_write_replies())
     lat, first = conn.request_latency_ms, conn.response_first_byte_ms
     assert lat.count == 3 and lat.median == pytest.approx(44.05, rel=2e-3)  # was 0.04: the first byte
+    assert lat.min == lat.max == pytest.approx(44.05, abs=1e-9)
     assert first.count == 3 and first.median == pytest.approx(0.04)
     assert conn.s2c.stalls == 3  # the server waited for each delayed ACK
 
@@ -243,3 +244,32 @@ def test_a_reply_still_open_at_the_end_of_the_capture_is_counted(tmp_path):
     conn = _run(tmp_path, _handshake() + _two_write_replies(n=1)[:4])
     assert conn.request_latency_ms.count == 1
     assert conn.request_latency_ms.median == pytest.approx(44.05, rel=2e-3)
+
+
+def test_ack_delay_min_and_max_are_exact(tmp_path):
+    """The quantiles come from a bounded sketch; min and max must not: a listed stall's
+    ACK delay (43.893 ms) once printed as a max of 43.840 ms."""
+    frames = _handshake() + [
+        (10.0, tcp(CLIENT, SERVER, 40000, 80, "PA", 1001, 5001, b"h" * 10)),
+        (53.893, tcp(SERVER, CLIENT, 80, 40000, "A", 5001, 1011)),
+        (53.9, tcp(CLIENT, SERVER, 40000, 80, "PA", 1011, 5001, b"b" * 90)),
+        (54.4, tcp(SERVER, CLIENT, 80, 40000, "PA", 5001, 1101, b"r" * 100)),
+    ]
+    conn = _run(tmp_path, frames)
+    delays, stall = conn.c2s.ack_delay_ms, conn.c2s.stall_list[0]
+    assert stall.ack_delay_ms == pytest.approx(43.893, abs=1e-9)
+    assert delays.max == stall.ack_delay_ms and delays.min == pytest.approx(0.5, abs=1e-9)
+    assert delays.count == 2 and delays.median == 22.2  # (0.5 + 43.9) / 2, to the 0.1 ms the sketch holds
+
+
+def test_sketch_quantiles_print_only_the_digits_they_hold():
+    from sockinspect._delays import Sketch, held_decimals_ms
+    from sockinspect._metrics import sketch_stats
+
+    assert [held_decimals_ms(v) for v in (0.5, 1.5, 9.0, 70.0, 600.0)] == [3, 2, 1, 0, -1]
+    sk = Sketch()
+    for ns in (43_893_123, 43_850_000, 43_860_000, 40_000_000):
+        sk.add(ns)
+    st = sketch_stats(sk)
+    assert (st.min, st.max) == (40.0, 43.893123)
+    assert st.p95 == 43.9 and st.median == 43.9  # one bucket [43.840, 43.904) ms: 0.1 ms is what it holds
