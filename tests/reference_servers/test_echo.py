@@ -8,6 +8,7 @@ import socket
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -136,12 +137,75 @@ def test_silent_client_blocks_nobody_and_is_dropped(serve):
 def test_message_size_limit(serve):
     port = quick_server(serve, max_message=1000)
     with raw(port) as s, s.makefile("rb") as replies:
-        s.sendall(b"SECRET " + b"9" * 3_000_000 + b"\nSECRET 5\n")  # the rest is dropped, not a RST
+        s.sendall(b"SECRET " + b"9" * 3_000_000 + b"\nSECRET 5\n")  # read and dropped, not a reset
         assert replies.readline() == b"Error: message longer than 1000 bytes.\n"
-        assert replies.readline() == b"Digits: 5 Count: 1\n"  # the connection goes on
+        assert replies.readline() == b""  # then the server closes
     assert request(HOST, port, "x" * 1001) == "Error: message longer than 1000 bytes."
     assert request(HOST, port, "SECRET" + "1" * 994) == f"Digits: {'1' * 994} Count: 994"  # exactly 1000 is fine
+    with raw(port) as s:
+        s.sendall(b"SECRET" + b"2" * 994 + b"\r\n")  # the CR of a CRLF does not count
+        s.shutdown(socket.SHUT_WR)
+        assert readline(s) == f"Digits: {'2' * 994} Count: 994\n".encode()
+    with raw(port) as s:
+        s.sendall(b"SECRET" + b"2" * 995)  # unterminated, at the end of the stream: over by one
+        s.shutdown(socket.SHUT_WR)
+        assert readline(s) == b"Error: message longer than 1000 bytes.\n"
+    assert_serves(port)  # later clients are served
+
+
+def test_over_long_message_from_a_client_that_never_stops(serve):
+    port = quick_server(serve, max_message=1000, linger=0.3)
+    with raw(port) as s:
+        s.sendall(b"x" * 2000)  # over the limit, and it keeps the connection open
+        assert readline(s) == b"Error: message longer than 1000 bytes.\n"
+        start = time.monotonic()
+        with pytest.raises(OSError):
+            while True:  # the server drops this for `linger` seconds, then closes
+                s.sendall(b"y" * 65536)
+                time.sleep(0.01)
+        assert time.monotonic() - start < 8
     assert_serves(port)
+
+
+def _memory_mib(pid: int) -> dict[str, float]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v.split()[0]) / 1024 for k, _, v in (line.partition(":") for line in f)
+                if k in ("VmRSS", "VmHWM")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc/PID/status")
+def test_memory_per_connection_is_bounded_and_given_back(spawn):
+    server = spawn("echo_tcp_server")
+    pid = server.proc.pid
+    assert request(HOST, server.port, "SECRET 1") == "Digits: 1 Count: 1"
+    idle = _memory_mib(pid)
+    size = 15 << 20  # all digits, the worst case: the digits are what a reply needs
+    with raw(server.port) as s, s.makefile("rb") as replies:
+        s.sendall(b"SECRET " + b"7" * size + b"\nSECRET 2\n")
+        assert replies.readline() == f"Digits: {'7' * size} Count: {size}\n".encode()
+        assert replies.readline() == b"Digits: 2 Count: 1\n"
+        after = _memory_mib(pid)  # the connection is still open
+    peak = after["VmHWM"] - idle["VmHWM"]
+    kept = after["VmRSS"] - idle["VmRSS"]
+    # Wide bands: the digits (15 MiB) once, not copies of the whole message; none of it kept.
+    assert peak < 15 + 12, f"peak {peak:.0f} MiB over idle for a 15 MiB message"
+    assert kept < 6, f"{kept:.0f} MiB still held after a 15 MiB message"
+    assert_serves(server.port)
+
+
+def test_utf8_errors_and_secret_across_receives(serve):
+    port = quick_server(serve)
+    with raw(port) as s, s.makefile("rb") as replies:
+        s.sendall(b"SECRET " + "é".encode() * 100_000 + b"\xff 3\n")  # many recv()s before the bad byte
+        assert replies.readline() == b"Error: message is not valid UTF-8 (byte 200007).\n"
+        s.sendall(b"SECRET 4 \xc3\n")  # ends inside a character
+        assert replies.readline() == b"Error: message is not valid UTF-8 (byte 9).\n"
+        s.sendall("€ SECRET 5 ٣\n".encode())  # the connection goes on after a UTF-8 error
+        assert replies.readline() == b"Digits: 5 Count: 1\n"
+        s.sendall(b"a" * 5000 + b"SEC")  # longer than quiet_limit: the pause does not end it
+        time.sleep(0.3)  # so SECRET most likely arrives in two receives
+        s.sendall(b"RET 6\n")
+        assert replies.readline() == b"Digits: 6 Count: 1\n"
 
 
 def test_fifty_concurrent_clients(port):
