@@ -149,8 +149,13 @@ class _TcpBuilder:
             side.sizes[n] += 1
         if flags & (SYN | FIN | RST):
             self._control(side, s, flags, seq, ts, opts)
-        if self.ack_ts is None and flags & (ACK | SYN | RST) == ACK and s == self.client and self.synack_count:
-            self.ack_ts = ts  # the handshake's ACK (tshark's rule: ACK set, SYN and RST clear)
+        if (self.ack_ts is None and flags & (ACK | SYN | RST) == ACK and s == self.client
+                and (self.synack_count or (self.syn_count and ack and not flags & FIN))):
+            # The handshake's ACK (tshark's rule: ACK set, SYN and RST clear); after the SYN alone
+            # when the capture missed the SYN/ACK (it sees one direction): a half-seen handshake,
+            # if the ACK acknowledges something and is no FIN (tshark gives no RTT for a TCP Fast
+            # Open SYN followed by FIN/ACK with acknowledgment number 0 in tcpdump__tfo-5c1fa7f9ae91).
+            self.ack_ts = ts
             self._configure_timelines()
         if ts is not None:
             if self.last_ts is None:

@@ -60,13 +60,19 @@ class Handshake:
     syn_ts_ns: int | None = None  # first SYN (without ACK) from the client
     last_syn_ts_ns: int | None = None  # the client's last SYN before the handshake's ACK (after retries)
     synack_ts_ns: int | None = None  # first SYN/ACK from the server
-    ack_ts_ns: int | None = None  # first client ACK after the SYN/ACK
+    ack_ts_ns: int | None = None  # first client ACK after the SYN/ACK (after the SYN if none was seen)
     syn_count: int = 0  # SYNs sent by the client (1 + retries)
     synack_count: int = 0
 
     @property
     def complete(self) -> bool:
         return None not in (self.syn_ts_ns, self.synack_ts_ns, self.ack_ts_ns)
+
+    @property
+    def half_seen(self) -> bool:
+        """The client's SYN and its ACK were captured, the SYN/ACK was not (a capture point
+        that sees one direction): ``rtt_ms`` is then measured on the client's packets alone."""
+        return self.synack_ts_ns is None and None not in (self.syn_ts_ns, self.ack_ts_ns)
 
     @property
     def syn_retries(self) -> int:

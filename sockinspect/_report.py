@@ -93,6 +93,7 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
         "closed_by": c.closed_by,
         "handshake": {
             "complete": h.complete,
+            "half_seen": h.half_seen,
             "syn_ts": _ts(h.syn_ts_ns),
             "last_syn_ts": _ts(h.last_syn_ts_ns),
             "synack_ts": _ts(h.synack_ts_ns),
@@ -308,7 +309,7 @@ def connection_detail(c: TcpConnection) -> str:
         ("first SYN → last SYN (ms)", _num(h.syn_retry_ms)),
         ("SYN → SYN/ACK (ms)", _num(h.syn_synack_ms)),
         ("SYN/ACK → ACK (ms)", _num(h.synack_ack_ms)),
-        ("handshake rtt (ms)", _num(h.rtt_ms)),
+        ("handshake rtt (ms)", _num(h.rtt_ms) + (" (half-seen: no SYN/ACK captured)" if h.half_seen else "")),
     ]
     table = tabulate(rows, tablefmt="plain", disable_numparse=True)
     per_dir = [

@@ -254,3 +254,16 @@ def test_worker_shares_are_even_when_ports_and_addresses_rise_together(shares):
     )
     assert max(sizes.values()) <= 1.1 * 1200 / shares, sizes
     assert share_of(40000, 443, b"\x0a\x00\x00\x07", server) == share_of(443, 40000, server, b"\x0a\x00\x00\x07")
+
+
+def test_half_seen_handshake_gives_the_rtt_seen_from_the_capture_point(tmp_path):
+    """Asymmetric routing: the capture sees the SYN and the client's ACK, never the SYN/ACK."""
+    syn, _synack, ack = handshake()
+    data = tcp(CLIENT, SERVER, 40000, 5000, "PA", 1001, 5001, b"hello")
+    conn = analyze_frames(tmp_path, [syn, ack, data]).tcp.only()
+    h = conn.handshake
+    assert h.half_seen and not h.complete
+    assert h.rtt_ms == 1.0 and h.syn_synack_ms is None and h.synack_ack_ms is None
+    assert to_dict(analyze(tmp_path / "t.pcap"), [conn], [])["tcp"][0]["handshake"]["half_seen"] is True
+    full = analyze_frames(tmp_path, full_connection()).tcp.only().handshake
+    assert full.complete and not full.half_seen
