@@ -5,7 +5,7 @@
 
 Every socket the program closes (or still holds at exit) adds one JSON line to
 OUT.jsonl: its local and peer endpoints, the bytes the program passed to
-send/sendall/sendto and got from recv*, and for TCP the kernel's TCP_INFO
+send/sendall/sendto/sendmsg and got from recv*, and for TCP the kernel's TCP_INFO
 counts (data segments out, bytes sent and retransmitted). run-and-capture
 compares these with the capture, so a lost packet cannot go unnoticed.
 
@@ -87,6 +87,8 @@ def _finish(sock: socket.socket) -> None:
 def _wrap(cls: type[socket.socket]) -> None:
     orig_send, orig_sendall, orig_sendto = cls.send, cls.sendall, cls.sendto
     orig_recv, orig_recv_into, orig_recvfrom = cls.recv, cls.recv_into, cls.recvfrom
+    orig_sendmsg, orig_recvmsg, orig_recvmsg_into = cls.sendmsg, cls.recvmsg, cls.recvmsg_into
+    orig_recvfrom_into = cls.recvfrom_into
     orig_close, orig_shutdown = cls.close, cls.shutdown
 
     def send(self, data, *args):  # noqa: ANN001, ANN202
@@ -105,6 +107,30 @@ def _wrap(cls: type[socket.socket]) -> None:
         peer = ":".join(map(str, args[-1][:2]))
         rec["peers"][peer] = rec["peers"].get(peer, 0) + n
         return n
+
+    def sendmsg(self, buffers, *args):  # noqa: ANN001, ANN202
+        n = orig_sendmsg(self, buffers, *args)
+        rec = _record(self)
+        rec["sent"] += n
+        if len(args) >= 3 and args[2] is not None:  # (ancdata, flags, address)
+            peer = ":".join(map(str, args[2][:2]))
+            rec["peers"][peer] = rec["peers"].get(peer, 0) + n
+        return n
+
+    def recvmsg(self, *args):  # noqa: ANN002, ANN202
+        result = orig_recvmsg(self, *args)
+        _record(self)["received"] += len(result[0])
+        return result
+
+    def recvmsg_into(self, buffers, *args):  # noqa: ANN001, ANN202
+        result = orig_recvmsg_into(self, buffers, *args)
+        _record(self)["received"] += result[0]
+        return result
+
+    def recvfrom_into(self, buf, *args):  # noqa: ANN001, ANN202
+        n, addr = orig_recvfrom_into(self, buf, *args)
+        _record(self)["received"] += n
+        return n, addr
 
     def recv(self, *args):  # noqa: ANN002, ANN202
         data = orig_recv(self, *args)
@@ -133,6 +159,7 @@ def _wrap(cls: type[socket.socket]) -> None:
 
     cls.send, cls.sendall, cls.sendto = send, sendall, sendto
     cls.recv, cls.recv_into, cls.recvfrom = recv, recv_into, recvfrom
+    cls.sendmsg, cls.recvmsg, cls.recvmsg_into, cls.recvfrom_into = sendmsg, recvmsg, recvmsg_into, recvfrom_into
     cls.close, cls.shutdown = close, shutdown
 
 
