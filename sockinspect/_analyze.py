@@ -23,19 +23,22 @@ Progress = Callable[[int, int], None]  # (bytes consumed, file size); the last c
 
 def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
             workers: int | None = None) -> Capture:
-    """Read a pcap/pcapng file (optionally gzip-compressed) and rebuild its TCP
-    connections and UDP flows.
+    """Read a pcap/pcapng file (optionally gzip-compressed; ``"-"`` for standard
+    input) and rebuild its TCP connections and UDP flows.
 
     ``workers``: processes to use (default: one per core, up to 4, for files of
-    64 MiB or more; otherwise one). Each process reads the whole file and
-    rebuilds its share of the connections; the result does not depend on it.
+    64 MiB or more; otherwise one; always one for a pipe or FIFO). Each process
+    reads the whole file and rebuilds its share of the connections; the result
+    does not depend on it.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
     count on the returned :class:`Capture`.
     """
     reader = CaptureReader(path)
-    if workers is None:
+    if not reader.seekable:  # a pipe, a FIFO or stdin: read once, by this process
+        workers = 1
+    elif workers is None:
         workers = min(os.cpu_count() or 1, MAX_WORKERS) if reader.size >= PARALLEL_MIN_BYTES else 1
     with gc_paused():
         if workers <= 1:

@@ -25,6 +25,7 @@ from ._capture import LiveCapture, can_capture
 from ._check import load_rules_file, parse_rules, run_checks
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
+from ._read import capture_paths, is_fifo
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
 from ._run import (
     STAGE_PREFIX,
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(client and server ports, handshake times, bytes and segments per direction, "
         "Zeek-style state) and each UDP flow.",
     )
-    an.add_argument("files", nargs="+", metavar="FILE", help="capture file (pcap, pcapng, optionally .gz)")
+    an.add_argument("files", nargs="+", metavar="FILE",
+                    help="capture file (pcap, pcapng, optionally gzip), a directory of them, or - for standard input")
     fmt = an.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON document per file, one per line (docs/json.md)")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per connection and flow")
@@ -78,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TCP connection N (the # column) alone: in detail, or its JSON/CSV")
     an.add_argument("--compare", action="store_true",
                     help="set two or more captures side by side: sizes, Nagle, ACK delays, stalls, latency")
+    an.add_argument("--workers", type=_count, default=0, metavar="N",
+                    help="processes per file (default 0: automatic, one per core for files of 64 MiB or more)")
     an.set_defaults(run=_cmd_analyze)
 
     ck = sub.add_parser(
@@ -167,7 +171,20 @@ def _port(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+    return value
+
+
 def _host(text: str) -> str:
+    """An address, also in the form the tables print IPv6 ones: ``[::1]``."""
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
     try:
         return str(ipaddress.ip_address(text))  # the form the report uses (IPv6 compressed)
     except ValueError:
@@ -224,20 +241,27 @@ def _progress_printer(path: str):  # noqa: ANN202
         return None
 
     def show(done: int, total: int) -> None:
-        pct = 100 * done // total if total else 0
-        stage = "read; putting the connections together" if done >= total else f"{pct}%"
+        if not total:  # a pipe or FIFO: its size is unknown
+            stage = f"{done / 1e6:.1f} MB read"
+        elif done >= total:
+            stage = "read; putting the connections together"
+        else:
+            stage = f"{100 * done // total}%"
         print(f"\r\033[Kreading {path}: {stage}", end="", file=sys.stderr, flush=True)
 
     return show
 
 
-def _analyze_file(path: str, warn: bool = True) -> Capture | None:
+def _analyze_file(path: str, warn: bool = True, workers: int = 0) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
     With ``warn``, warnings about a partly readable file go to stderr (the text report
     prints them itself)."""
+    if is_fifo(path):
+        print(f"sockinspect: {path} is a FIFO: waiting for a program to write a capture into it "
+              "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     progress = _progress_printer(path)
     try:
-        cap = analyze(path, progress=progress)
+        cap = analyze(path, progress=progress, workers=workers or None)
     except SockinspectError as exc:
         print(f"sockinspect: {exc}", file=sys.stderr)
         return None
@@ -250,6 +274,11 @@ def _analyze_file(path: str, warn: bool = True) -> Capture | None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    try:
+        args.files = capture_paths(args.files)
+    except SockinspectError as exc:
+        print(f"sockinspect: {exc}", file=sys.stderr)
+        return 2
     if args.compare:
         return _cmd_compare(args)
     with gc_paused():
@@ -261,7 +290,7 @@ def _report_files(args: argparse.Namespace) -> int:
     first_csv = True
     text = not (args.json or args.csv) and args.connection is None
     for path in args.files:
-        cap = _analyze_file(path, warn=not text)
+        cap = _analyze_file(path, warn=not text, workers=args.workers)
         if cap is None:
             status = 2
             continue
@@ -305,7 +334,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     caps = []
     for path in args.files:
-        cap = _analyze_file(path)
+        cap = _analyze_file(path, workers=args.workers)
         if cap is None:
             return 2
         tcp, udp = _select(cap, args.port, args.host)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -57,8 +59,10 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.warnings: list[str] = []
         self.linktypes: list[int] = []
-        self._file, head, self.format = _open(self.path)
-        self.size = os.fstat(self._raw_fileno()).st_size
+        self._source, head, gzipped = _open(self.path)
+        self._file: _Source | _SafeGzip = _SafeGzip(self._source) if gzipped else self._source
+        self.format = "+gzip" if gzipped else ""
+        self.size = self._source.size
         if head[:4] in PCAP_MAGIC:
             self._frames = self._pcap(head)
         elif head[:4] == PCAPNG_SHB:
@@ -68,17 +72,15 @@ class CaptureReader:
             self._file.close()
             raise CaptureFormatError(f"{self.path}: not a pcap or pcapng file ({_describe(head)})")
 
-    def _raw_fileno(self) -> int:
-        raw = getattr(self._file, "fileobj", None) or self._file
-        return raw.fileno()
+    @property
+    def seekable(self) -> bool:
+        """Whether the input is a regular file (that other processes can open and read too)."""
+        return self._source.regular
 
     def position(self) -> int:
-        """Bytes of the file consumed so far (compressed bytes for gzip), for progress."""
-        raw = getattr(self._file, "fileobj", None) or self._file
-        try:
-            return raw.tell()
-        except (OSError, ValueError):
-            return self.size
+        """Bytes of the input consumed so far (compressed bytes for gzip), for progress;
+        ``size`` is 0 for a pipe or FIFO, whose size is unknown."""
+        return self._source.consumed
 
     def _more(self, base: int, pos: int, end: int, unit: str) -> bytes | None:
         """The next chunk of the file, or None at its end (with a warning for a
@@ -250,40 +252,123 @@ def _options_fit(buf: bytes, pos: int, end: int, endian: str) -> bool:
     return pos <= end
 
 
-def _open(path: str) -> tuple[BinaryIO, bytes, str]:
-    """Open ``path``, transparently un-gzipping; return (file, first bytes, suffix)."""
+STDIN = "-"
+
+
+def is_fifo(path: str) -> bool:
+    """Whether ``path`` is a named pipe (opening it waits for a writer)."""
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by CaptureReader
+        return path != STDIN and stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def capture_paths(paths: list[str]) -> list[str]:
+    """``paths`` with each directory replaced by the capture files in it (not its
+    subfolders), in name order: the files whose first bytes are a pcap, pcapng or
+    gzip magic, whatever their names. CaptureFormatError for a directory with none."""
+    out: list[str] = []
+    for path in paths:
+        if path == STDIN or not os.path.isdir(path):
+            out.append(path)
+            continue
+        found = [entry.path for entry in sorted(os.scandir(path), key=lambda e: e.name)
+                 if entry.is_file() and _looks_like_capture(entry.path)]
+        if not found:
+            raise CaptureFormatError(f"{path}: a directory with no pcap, pcapng or gzip files in it")
+        out.extend(found)
+    return out
+
+
+def _looks_like_capture(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in PCAP_MAGIC or head == PCAPNG_SHB or head[:2] == GZIP_MAGIC
+
+
+def _open(path: str) -> tuple[_Source, bytes, bool]:
+    """Open ``path`` ("-": standard input); return (source, first bytes, whether gzip).
+    A FIFO blocks here until a writer opens it (the CLI says so first)."""
+    try:
+        raw = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115 - closed by CaptureReader
     except FileNotFoundError:
         raise CaptureFormatError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CaptureFormatError(f"{path}: is a directory, not a capture file") from None
     except OSError as exc:
         raise CaptureFormatError(f"{path}: cannot open: {exc.strerror}") from None
-    head = raw.read(4)
+    source = _Source(raw)
+    head = source.read_exactly(4)
     if head[:2] != GZIP_MAGIC:
         if not head:
-            raw.close()
-            raise CaptureFormatError(f"{path}: empty file (0 bytes), not a capture")
-        return raw, head, ""
-    raw.seek(0)
-    unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
+            source.close()
+            raise CaptureFormatError(f"{path}: empty {'input' if path == STDIN else 'file'} (0 bytes), not a capture")
+        return source, head, False
+    source.unread(head)
+    unzipped = gzip.GzipFile(fileobj=source, mode="rb")
     try:
         head = unzipped.read(4)
     except (OSError, EOFError, zlib.error) as exc:
-        raw.close()
+        source.close()
         raise CaptureFormatError(f"{path}: gzip-compressed but cannot be decompressed: {exc}") from None
     if not head:
-        raw.close()
+        source.close()
         raise CaptureFormatError(f"{path}: gzip-compressed file holds nothing")
-    return _SafeGzip(unzipped, raw), head, "+gzip"
+    source.gzip = unzipped
+    return source, head, True
+
+
+class _Source:
+    """The input's bytes, as read from a file, a pipe or a FIFO: counts what was
+    consumed (progress works on pipes too) and can give back the first bytes."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        st = os.fstat(raw.fileno())
+        self.regular = stat.S_ISREG(st.st_mode)
+        self.size = st.st_size if self.regular else 0
+        self.consumed = 0
+        self.gzip: gzip.GzipFile | None = None
+        self._back = b""
+
+    def read(self, n: int = -1) -> bytes:
+        if self._back:
+            cut = len(self._back) if n < 0 else n
+            out, self._back = self._back[:cut], self._back[cut:]
+            return out
+        data = self.raw.read(n)
+        self.consumed += len(data)
+        return data
+
+    def read_exactly(self, n: int) -> bytes:
+        """Up to ``n`` bytes, fewer only at the end of the input (a pipe may give less per read)."""
+        parts, size = [], 0
+        while size < n:
+            part = self.read(n - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
+
+    def unread(self, data: bytes) -> None:
+        self._back = data
+
+    def close(self) -> None:
+        if self.gzip is not None:
+            self.gzip.close()
+        if self.raw is not sys.stdin.buffer:
+            self.raw.close()
 
 
 class _SafeGzip:
     """A gzip stream whose damage ends the data instead of raising mid-iteration."""
 
-    def __init__(self, gz: gzip.GzipFile, raw: BinaryIO) -> None:
-        self.gz, self.fileobj, self.damaged = gz, raw, False
+    def __init__(self, source: _Source) -> None:
+        self.source, self.damaged = source, False
 
     def read(self, n: int) -> bytes:
         # Small read1 steps, so that damage loses at most one step of good data.
@@ -291,7 +376,7 @@ class _SafeGzip:
         size = 0
         while size < n and not self.damaged:
             try:
-                part = self.gz.read1(min(n - size, 8192))
+                part = self.source.gzip.read1(min(n - size, 8192))
             except (OSError, EOFError, zlib.error):
                 self.damaged = True
                 break
@@ -302,8 +387,7 @@ class _SafeGzip:
         return b"".join(parts)
 
     def close(self) -> None:
-        self.gz.close()
-        self.fileobj.close()
+        self.source.close()
 
 
 def _describe(head: bytes) -> str:
