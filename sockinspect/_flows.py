@@ -18,7 +18,18 @@ from collections.abc import Callable
 from . import _linux
 from ._decode import ACK, FIN, RST, SYN, TCP, Packet, parse_syn_options
 from ._delays import FOLLOW_BASE_NS, AckLog, NagleEvidence, SenderTimeline, Sketch, nagle_verdict
-from ._metrics import conn_state, sizes_from_counts, sketch_stats
+from ._metrics import (
+    CLOSED,
+    ESTABLISHED,
+    INACTIVE,
+    PARTIAL,
+    RESET,
+    SYN_ACK_SENT,
+    SYN_SENT,
+    conn_state,
+    sizes_from_counts,
+    sketch_stats,
+)
 from ._model import (
     Direction,
     Endpoint,
@@ -74,13 +85,134 @@ class _Side:
         )
 
 
+HISTORY_MAX = 100  # letters kept per connection (Zeek keeps all; s/h/f/r repeat on new sequence numbers)
+# Zeek's history masks (src/analyzer/protocol/tcp/TCP_Endpoint.h), one set per side.
+_H_SYN, _H_FIN, _H_RST, _H_FIN_RST, _H_DATA, _H_ACK, _H_MULTI = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
+
+
+class _Zeek:
+    """Zeek's view of a connection, to line sockinspect up with conn.log: each side's
+    TCP endpoint state (TCP.cc's UpdateStateMachine) and the ``history`` letters
+    (update_history, ScaledHistoryEntry), recorded by side and cased at the end."""
+
+    __slots__ = ("state", "seen", "last", "letters", "scaled")
+
+    def __init__(self) -> None:
+        self.state = [INACTIVE, INACTIVE]
+        self.seen = [0, 0]  # history masks already recorded, per side
+        self.last: list[list[int | None]] = [[None, None, None], [None, None, None]]  # last SYN, FIN, RST seq
+        self.letters: list[tuple[int, str]] = []  # (side, lower-case letter)
+        self.scaled = [[0, 1, 0, 1], [0, 1, 0, 1]]  # per side: retransmissions, threshold, zero windows, threshold
+
+    def _add(self, s: int, letter: str) -> None:
+        if len(self.letters) < HISTORY_MAX:
+            self.letters.append((s, letter))
+
+    def _once(self, s: int, mask: int, letter: str) -> bool:
+        """Record ``letter`` the first time; True if it had been recorded before (Zeek's CheckHistory)."""
+        if self.seen[s] & mask:
+            return True
+        self.seen[s] |= mask
+        self._add(s, letter)
+        return False
+
+    def _scaled(self, s: int, i: int, letter: str) -> None:
+        """Zeek's logarithmic letters: at the 1st, 10th, 100th, ... occurrence."""
+        counts = self.scaled[s]
+        counts[i] += 1
+        if counts[i] == counts[i + 1]:
+            counts[i + 1] *= 10
+            self._add(s, letter)
+
+    def packet(self, s: int, orig: bool, orig_side: int, flags: int, seq: int, n: int, win: int,
+               resent: bool) -> None:
+        self._transition(s, orig, orig_side, flags, n)
+        bits = bool(flags & SYN) + bool(flags & FIN) + bool(flags & RST)
+        last = self.last[s]
+        if bits > 1:
+            if flags & FIN and flags & RST:
+                self._once(s, _H_FIN_RST, "i")
+            else:
+                self._once(s, _H_MULTI, "q")
+        elif bits:
+            if flags & SYN:
+                letter = "h" if flags & ACK else "s"
+                if self._once(s, _H_SYN, letter) and seq != last[0]:
+                    self._add(s, letter)
+                last[0] = seq
+            elif flags & FIN:
+                end = (seq + n) & 0xFFFFFFFF  # a FIN's number is after its data
+                if self._once(s, _H_FIN, "f") and end != last[1]:
+                    self._add(s, "f")
+                last[1] = end
+            else:
+                if self._once(s, _H_RST, "r") and seq != last[2]:
+                    self._add(s, "r")
+                last[2] = seq
+        elif n:
+            self._once(s, _H_DATA, "d")
+        elif flags & ACK:
+            self._once(s, _H_ACK, "a")
+        # A zero window counts unless on a SYN or RST, from a reset side, or after the peer's FIN.
+        if (win == 0 and not flags & (SYN | RST) and self.state[s] != RESET
+                and self.state[1 - s] != CLOSED):
+            self._scaled(s, 2, "w")
+        if resent:
+            self._scaled(s, 0, "t")
+
+    def _transition(self, s: int, orig: bool, orig_side: int, flags: int, n: int) -> None:
+        """One endpoint's state after its packet: Zeek's table, for the states conn_state reads."""
+        state = self.state
+        st, peer = state[s], state[1 - s]
+        if st == INACTIVE:
+            if flags & SYN:
+                if orig:
+                    st = SYN_ACK_SENT if flags & ACK else SYN_SENT
+                else:  # the reply to a SYN: a SYN/ACK, or a bare SYN (split handshake, simultaneous open)
+                    if peer == SYN_SENT:
+                        state[1 - s] = ESTABLISHED
+                    st = ESTABLISHED
+            if flags & FIN:
+                st = CLOSED
+            if flags & RST:
+                st = RESET
+            if st == INACTIVE:  # no control flag moved it
+                if not orig and not n and state[orig_side] == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN/ACK: not yet a partial connection
+                elif flags & ACK and state[1 - s] == ESTABLISHED:
+                    st = ESTABLISHED  # the SYN was missed, the SYN/ACK was not
+                else:
+                    st = PARTIAL
+        elif st in (SYN_SENT, SYN_ACK_SENT):
+            if flags & FIN:
+                st = CLOSED
+            if flags & RST:
+                st = RESET
+        elif st in (ESTABLISHED, PARTIAL):
+            if flags & SYN and st == PARTIAL and peer == INACTIVE and not flags & ACK:
+                st = SYN_SENT
+            if flags & FIN and not flags & RST:
+                st = CLOSED
+            if flags & RST:
+                st = RESET
+        elif st == CLOSED and flags & RST:
+            st = RESET
+        state[s] = st
+
+    def history(self, client: int) -> str:
+        """Zeek's history string: upper case for the originator (the client), '^' when
+        the client is not the side that sent the first packet (Zeek flipped the roles)."""
+        letters = "".join(c.upper() if s == client else c for s, c in self.letters)
+        return ("^" if client != 0 else "") + letters
+
+
 class _TcpBuilder:
     """A connection being rebuilt. Side 0 sent the first packet seen."""
 
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "last_syn_ts",
                  "synack_ts", "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
-                 "reply_first_ts", "reply_last_ts", "latencies", "first_byte", "guessed_client")
+                 "reply_first_ts", "reply_last_ts", "latencies", "first_byte", "guessed_client", "zeek")
 
     def __init__(self, index: int, pkt: Packet, ack_log: AckLog | None = None) -> None:
         self.index = index
@@ -103,6 +235,7 @@ class _TcpBuilder:
         self.latencies = Sketch()  # request's first byte -> reply's last byte
         self.first_byte = Sketch()  # request's first byte -> reply's first byte
         self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
+        self.zeek = _Zeek()
 
     def ended(self) -> bool:
         a, b = self.sides
@@ -110,10 +243,12 @@ class _TcpBuilder:
 
     def starts_anew(self, pkt: Packet, s: int) -> bool:
         """Whether this SYN (without ACK) from side ``s`` opens a new connection."""
+        if self.ended():  # even with the same ISN: a new attempt after a RST (or both FINs)
+            return True
         side = self.sides[s]
         if side.isn is not None:
             return pkt.seq != side.isn  # the same ISN: a retransmitted SYN
-        if self.ended() or self.client is None:  # no SYN seen yet: this one opens a new connection
+        if self.client is None:  # no SYN seen yet: this one opens a new connection
             return True
         ts, last = pkt.ts_ns, self.last_ts
         if ts is not None and last is not None and ts - last > IDLE_RESTART_NS:
@@ -121,16 +256,18 @@ class _TcpBuilder:
         return side.packets > 0 and self.client != s
 
     def feed(self, pkt: Packet, s: int) -> None:
-        number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, _win, n, opts = pkt
+        number, ts, wirelen, _vlan, _src, _dst, _proto, _sport, _dport, seq, ack, flags, win, n, opts = pkt
         side = self.sides[s]
         side.packets += 1
         side.frame_bytes += wirelen
         timelines = self.timelines
+        resent = False
         if flags & ACK:
             timelines[1 - s].ack(ack, ts, number, n > 0)
         if n:
             if timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
                 side.retransmissions += 1
+                resent = True
             if ts is not None:  # request -> reply latency, inline (hot)
                 if s == (self.client if self.client is not None else self.guessed_client):
                     if self.reply_first_ts is not None:  # a new request: the last reply is complete
@@ -149,6 +286,11 @@ class _TcpBuilder:
             side.sizes[n] += 1
         if flags & (SYN | FIN | RST):
             self._control(side, s, flags, seq, ts, opts)
+        zeek = self.zeek
+        if (flags & (SYN | FIN | RST) or resent or not win or zeek.state[s] == INACTIVE
+                or not zeek.seen[s] & (_H_DATA if n else _H_ACK)):  # else nothing to change (hot)
+            c = self.client if self.client is not None else self.guessed_client
+            zeek.packet(s, s == c, c, flags, seq, n, win, resent)
         if (self.ack_ts is None and flags & (ACK | SYN | RST) == ACK and s == self.client
                 and (self.synack_count or (self.syn_count and ack and not flags & FIN))):
             # The handshake's ACK (tshark's rule: ACK set, SYN and RST clear); after the SYN alone
@@ -226,6 +368,7 @@ class _TcpBuilder:
         c = self.client if self.client is not None else self.guessed_client
         s = 1 - c
         role = {c: "client", s: "server"}
+        history = self.zeek.history(c)
         client_port = self.port[c]
         return TcpConnection(
             index=self.index,
@@ -244,12 +387,13 @@ class _TcpBuilder:
             c2s=self.sides[c].direction(self.timelines[c]),
             s2c=self.sides[s].direction(self.timelines[s]),
             state=conn_state(
-                syn=self.syn_count > 0,
-                synack=self.synack_count > 0,
-                fin_c2s=self.sides[c].fins > 0,
-                fin_s2c=self.sides[s].fins > 0,
-                first_rst=role.get(self.first_rst),
+                orig=self.zeek.state[c],
+                resp=self.zeek.state[s],
+                orig_bytes=self.sides[c].payload_bytes,
+                resp_bytes=self.sides[s].payload_bytes,
+                history=history,
             ),
+            history=history,
             closed_by=role.get(self.first_close),
             first_ts_ns=self.first_ts,
             last_ts_ns=self.last_ts,

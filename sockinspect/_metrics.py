@@ -4,6 +4,7 @@ Zeek-style connection states. No I/O, no state."""
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -95,56 +96,50 @@ def _median_of_counts(values: list[int], counts: Counter[int], n: int) -> float:
     return lo if n % 2 else (lo + hi) / 2
 
 
-def conn_state(
-    *,
-    syn: bool,
-    synack: bool,
-    fin_c2s: bool,
-    fin_s2c: bool,
-    first_rst: str | None,
-) -> str:
-    """Zeek's conn_state vocabulary (base/protocols/conn/main.zeek).
+# Zeek's TCP endpoint states (TCP_Endpoint.h), as the flow tracker keeps them per side.
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+_RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R")
 
-    ``syn``/``synack``: a SYN from the client / a SYN-ACK from the server was seen;
-    ``first_rst``: "client" or "server", whoever sent the first RST, or None.
-    """
-    if not syn and not synack:
-        return "OTH"  # mid-stream traffic, no handshake seen
-    if not synack:
-        if first_rst == "client":
-            return "RSTOS0"  # SYN then RST from the originator, no SYN-ACK
-        if first_rst == "server":
-            return "REJ"  # connection attempt rejected
-        return "SH" if fin_c2s else "S0"
-    if not syn:
-        if first_rst == "server":
-            return "RSTRH"  # SYN-ACK then RST from the responder, no SYN seen
-        return "SHR" if fin_s2c else "OTH"
-    if first_rst == "client":
+
+def conn_state(*, orig: int, resp: int, orig_bytes: int, resp_bytes: int, history: str) -> str:
+    """Zeek's conn_state() (base/protocols/conn/main.zeek) from the two endpoint states:
+    ``orig`` the client's, ``resp`` the server's; bytes are payload bytes; ``history``
+    is the connection's Zeek history string (RSTOS0 needs a SYN then a RST in it)."""
+    o_inactive = orig in (INACTIVE, PARTIAL)
+    r_inactive = resp in (INACTIVE, PARTIAL)
+    if resp == RESET:
+        if orig in (SYN_SENT, SYN_ACK_SENT) or (orig == RESET and orig_bytes == 0 and resp_bytes == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if orig == RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0_HISTORY.match(history) else "OTH"
         return "RSTO"
-    if first_rst == "server":
-        return "RSTR"
-    if fin_c2s and fin_s2c:
+    if resp == CLOSED and orig == CLOSED:
         return "SF"
-    if fin_c2s:
-        return "S2"
-    if fin_s2c:
-        return "S3"
-    return "S1"
+    if orig == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if resp == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if orig == SYN_SENT and resp == INACTIVE:
+        return "S0"
+    if orig == ESTABLISHED and resp == ESTABLISHED:
+        return "S1"
+    return "OTH"
 
 
 CONN_STATES = {
     "S0": "SYN seen, no reply",
     "S1": "established, not closed",
     "SF": "established, closed with FIN both ways",
-    "REJ": "SYN answered by RST (refused)",
+    "REJ": "connection attempt rejected (SYN answered by RST)",
     "S2": "established, client sent FIN, no FIN from server",
     "S3": "established, server sent FIN, no FIN from client",
     "RSTO": "established, client reset it",
     "RSTR": "established, server reset it",
-    "RSTOS0": "client sent SYN then RST, no SYN-ACK seen",
-    "RSTRH": "server sent SYN-ACK then RST, no SYN seen",
-    "SH": "client sent SYN then FIN, no SYN-ACK seen",
-    "SHR": "server sent SYN-ACK then FIN, no SYN seen",
-    "OTH": "no SYN seen (capture started mid-stream)",
+    "RSTOS0": "client sent SYN then RST, nothing seen from the server",
+    "RSTRH": "server sent SYN-ACK (or data) then RST, no SYN seen",
+    "SH": "client sent SYN (or data) then FIN, nothing seen from the server",
+    "SHR": "server sent SYN-ACK (or data) then FIN, no SYN seen",
+    "OTH": "none of the above: e.g. mid-stream traffic that did not close",
 }

@@ -157,6 +157,7 @@ class TcpConnection:
     # the client's next request, or the end of the capture); to the reply's first byte:
     request_latency_ms: Stats = field(default_factory=Stats)
     response_first_byte_ms: Stats = field(default_factory=Stats)
+    history: str = ""  # Zeek's conn.log history letters (upper case: the client)
 
     @property
     def duration_ms(self) -> float | None:

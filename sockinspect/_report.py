@@ -90,6 +90,7 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
         "server": {"addr": c.server.addr, "port": c.server.port},
         "vlan": list(c.vlan),
         "state": c.state,
+        "history": c.history,
         "closed_by": c.closed_by,
         "handshake": {
             "complete": h.complete,
@@ -302,6 +303,7 @@ def connection_detail(c: TcpConnection) -> str:
         ("server", str(c.server)),
         ("vlan", ",".join(map(str, c.vlan)) or "-"),
         ("state", f"{c.state} ({CONN_STATES.get(c.state, '')})"),
+        ("history (Zeek)", c.history or "-"),
         ("closed by", c.closed_by or "-"),
         ("packets", f"{c.first_packet} .. {c.last_packet}"),
         ("duration (ms)", _num(c.duration_ms)),

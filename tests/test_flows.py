@@ -267,3 +267,58 @@ def test_half_seen_handshake_gives_the_rtt_seen_from_the_capture_point(tmp_path)
     assert to_dict(analyze(tmp_path / "t.pcap"), [conn], [])["tcp"][0]["handshake"]["half_seen"] is True
     full = analyze_frames(tmp_path, full_connection()).tcp.only().handshake
     assert full.complete and not full.half_seen
+
+
+def _close(cseq: int = 1001, sseq: int = 5001, cport: int = 40000) -> list[bytes]:
+    return [tcp(CLIENT, SERVER, cport, 5000, "FA", cseq, sseq), tcp(SERVER, CLIENT, 5000, cport, "FA", sseq, cseq + 1),
+            tcp(CLIENT, SERVER, cport, 5000, "A", cseq + 1, sseq + 1)]
+
+
+def test_zeek_states_without_a_captured_syn(tmp_path):
+    """Zeek: FIN both ways is SF whether or not the SYN was captured (was OTH, or SHR with a SYN/ACK)."""
+    data = [tcp(CLIENT, SERVER, 40000, 5000, "PA", 1001, 5001, b"req"),
+            tcp(SERVER, CLIENT, 5000, 40000, "PA", 5001, 1004, b"rep")]
+    conn = analyze_frames(tmp_path, data + _close(1004, 5004)).tcp.only()
+    assert (conn.state, conn.history) == ("SF", "DdFfA")
+    _syn, synack, ack = handshake()
+    conn = analyze_frames(tmp_path, [synack, ack] + _close()).tcp.only()
+    assert (conn.state, conn.history) == ("SF", "^hAFf")
+
+
+def test_the_zeek_conn_log_of_missing_syn(tmp_path):
+    """A conn.log line Zeek wrote for this connection (141.42.64.125:56730 -> 125.190.109.199:80):
+    SF with history ^hADdFaf (quoted in a log parser's test suite)."""
+    conn = analyze(Path(__file__).parent / "data" / "corpus" / "zeek__missing-syn.pcap").tcp.only()
+    assert (conn.client.port, conn.server.port, conn.state, conn.history) == (56730, 80, "SF", "^hADdFaf")
+
+
+def test_refused_attempts_with_the_same_isn_are_separate_connections(tmp_path):
+    """A SYN resent after the previous attempt was answered by RST is a new attempt (was one REJ, 2 retries)."""
+    syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 7)
+    rst = tcp(SERVER, CLIENT, 5000, 40000, "RA", 0, 8)
+    cap = analyze_frames(tmp_path, [syn, rst] * 3)
+    assert [(c.state, c.handshake.syn_retries, c.history) for c in cap.tcp] == [("REJ", 0, "Sr")] * 3
+
+
+def test_split_handshake_and_simultaneous_open_are_established(tmp_path):
+    c_syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 1000)
+    s_syn = tcp(SERVER, CLIENT, 5000, 40000, "S", 5000)
+    c_synack = tcp(CLIENT, SERVER, 40000, 5000, "SA", 1000, 5001)
+    s_ack = tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 1001)
+    split = [c_syn, s_syn, c_synack, s_ack]
+    assert analyze_frames(tmp_path, split + _close()).tcp.only().state == "SF"
+    reset = analyze_frames(tmp_path, [*split, tcp(CLIENT, SERVER, 40000, 5000, "R", 1001)]).tcp.only()
+    assert reset.state == "RSTO"  # not RSTOS0: the server answered
+    s_synack = tcp(SERVER, CLIENT, 5000, 40000, "SA", 5000, 1001)
+    simultaneous = [c_syn, s_syn, s_synack, c_synack]
+    conn = analyze_frames(tmp_path, simultaneous).tcp.only()
+    assert conn.state == "S1" and conn.history == "Ss"
+
+
+def test_history_letters(tmp_path):
+    conn = analyze_frames(tmp_path, full_connection()).tcp.only()
+    assert conn.history == "ShADdFf"
+    frames = full_connection()
+    resent = frames[:4] + [frames[3]] * 10 + frames[4:]  # the request sent 11 times: T at 1 and 10
+    assert analyze_frames(tmp_path, resent).tcp.only().history == "ShADTTdFf"
+    assert to_dict(analyze(tmp_path / "t.pcap"), [conn], [])["tcp"][0]["history"] == "ShADdFf"
