@@ -5,8 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CAPTURE ?= captures/examples/echo.pcap captures/examples/nagle-on.pcap
+FUZZ_SECONDS ?= 600
 
-.PHONY: report test lab lint clean
+.PHONY: report test lab lint fuzz clean
 
 report: $(STAMP)  ## analyze the example capture shipped in captures/
 	$(BIN)/sockinspect analyze $(CAPTURE)
@@ -17,6 +18,9 @@ lab: $(STAMP)  ## run every lab scenario on loopback, capture it, answer Part 4 
 test: $(STAMP)  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP)  ## the structure-aware fuzzer for FUZZ_SECONDS (600); inputs that fail are saved in tests/data/fuzz
+	$(BIN)/python tests/fuzzing.py --seconds $(FUZZ_SECONDS) --save tests/data/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
