@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 from ._model import Capture, Direction, Endpoint, Handshake, Stats, TcpConnection, UdpDirection, UdpFlow
 from ._report import tcp_to_dict, udp_to_dict
-from ._rules import Rule, parse_rule, validate
+from ._rules import MAX_NESTING, Rule, parse_rule, validate
 from .errors import UsageError
 
 RULES_KEYS = {"expect", "port", "host"}
+MAX_RULES_FILE_BYTES = 1 << 20  # 1 MiB: some 50,000 rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,19 +25,43 @@ class Result:
     seen: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    results: tuple[Result, ...]
+    unchecked: tuple[Rule, ...]  # rules with no connection (or flow) selected: each counts as failed
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.passed for r in self.results) + len(self.unchecked)
+
+
 def load_rules_file(path: str | Path) -> tuple[list[str], dict[str, Any]]:
-    """Read ``expect = [...]`` (and optional ``port``, ``host``) from a TOML file."""
+    """Read ``expect = [...]`` (and optional ``port``, ``host``) from a TOML file.
+
+    Bounded before tomllib sees it, so a hostile file ends in a second with one
+    line: at most MAX_RULES_FILE_BYTES, and the shape toml_shape_problem allows."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            raw = f.read(MAX_RULES_FILE_BYTES + 1)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such rules file") from None
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror}") from None
+    if len(raw) > MAX_RULES_FILE_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_RULES_FILE_BYTES >> 20} MiB; not a rules file")
+    try:
+        text = raw.decode()
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 TOML rules file (capture and rules swapped?)") from None
+    problem = toml_shape_problem(text)
+    if problem:
+        raise UsageError(f"{path}: {problem}")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # not reached within the bounds above; kept so no input ends in a traceback
+        raise UsageError(f"{path}: nested too deeply") from None
     unknown = set(data) - RULES_KEYS
     if unknown:
         raise UsageError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(RULES_KEYS)}")
@@ -47,6 +73,56 @@ def load_rules_file(path: str | Path) -> tuple[list[str], dict[str, Any]]:
     return expect, {k: data[k] for k in ("port", "host") if k in data}
 
 
+# One pass over a rules file, token by token: strings and comments whole (so what
+# they hold is not counted), the characters that make structure one by one, and an
+# opening quote without its end alone (the pass stops there; tomllib reports it).
+_TOML_TOKEN = re.compile(r"""
+    (?P<string> "{3}(?:[^"\\]|\\.|"(?!""))*"{3,5} | '{3}(?:[^']|'(?!''))*'{3,5}
+              | "(?:[^"\\\n]|\\.)*" | '[^'\n]*' | \#[^\n]* )
+  | (?P<unterminated> "{3} | '{3} | ["'] )
+  | (?P<open> \[+ ) | (?P<close> \]+ ) | (?P<other> [\n={}.] )
+""", re.S | re.X)
+_ONLY = 'a rules file has only expect = ["rule", ...], port = N and host = "addr"'
+
+
+def toml_shape_problem(text: str) -> str | None:
+    """What makes ``text`` no rules file before tomllib reads it, or None. tomllib
+    recurses once per nesting level (50,000 levels end in RecursionError), and its
+    tables and dotted keys cost it more than linear time (a key of 50,000 dotted
+    parts took 67 s, 70,000 small tables 7 s); a rules file needs none of them, so
+    they are refused here: brackets deeper than MAX_NESTING, table headers, dotted
+    keys, inline tables. One linear pass."""
+    depth = 0
+    assigned = False  # an '=' at the top level since the last newline
+    for m in _TOML_TOKEN.finditer(text):
+        kind, token = m.lastgroup, m.group()
+        if kind == "string":
+            continue
+        if kind == "unterminated":
+            return None
+        if kind == "open":
+            if depth == 0 and not assigned:
+                return f"{_line(text, m)}: a table header; {_ONLY}"
+            depth += len(token)
+            if depth > MAX_NESTING:
+                return f"{_line(text, m)}: brackets nested deeper than {MAX_NESTING} levels"
+        elif kind == "close":
+            depth = max(depth - len(token), 0)
+        elif token == "\n":
+            assigned = assigned and depth > 0
+        elif token == "=":
+            assigned = assigned or depth == 0
+        elif token in "{}":
+            return f"{_line(text, m)}: an inline table; {_ONLY}"
+        elif depth == 0 and not assigned:
+            return f"{_line(text, m)}: a dotted key; {_ONLY}"
+    return None
+
+
+def _line(text: str, m: re.Match[str]) -> str:
+    return f"line {text.count(chr(10), 0, m.start()) + 1}"
+
+
 def parse_rules(texts: list[str]) -> list[Rule]:
     """Parse and validate every rule against the document layout before any data is read."""
     rules = [parse_rule(t) for t in texts]
@@ -55,7 +131,8 @@ def parse_rules(texts: list[str]) -> list[Rule]:
     return rules
 
 
-def run_checks(cap: Capture, rules: list[Rule], tcp: list[TcpConnection], udp: list[UdpFlow]) -> list[Result]:
+def run_checks(cap: Capture, rules: list[Rule], tcp: list[TcpConnection], udp: list[UdpFlow]) -> Outcome:
+    """Every rule against every selected connection (``tcp.`` rules) or flow (``udp.``)."""
     results = []
     tcp_docs = [(f"tcp #{c.index} {c.client} -> {c.server}", tcp_to_dict(c)) for c in tcp]
     udp_docs = [(f"udp #{f.index} {f.a} <-> {f.b}", udp_to_dict(f)) for f in udp]
@@ -63,7 +140,8 @@ def run_checks(cap: Capture, rules: list[Rule], tcp: list[TcpConnection], udp: l
         for subject, doc in tcp_docs if rule.scope == "tcp" else udp_docs:
             passed, seen = rule.check(doc)
             results.append(Result(rule, subject, passed, seen))
-    return results
+    unchecked = tuple(rule for rule in rules if not (tcp_docs if rule.scope == "tcp" else udp_docs))
+    return Outcome(tuple(results), unchecked)
 
 
 def _sample_tcp() -> dict[str, Any]:

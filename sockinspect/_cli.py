@@ -373,22 +373,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if cap is None:
         return 2
     tcp, udp = _select(cap, ports, hosts)
-    results = run_checks(cap, rules, list(tcp), list(udp))
-    unchecked = [r.text for r in rules if not any(res.rule is r for res in results)]
-    failed = sum(not r.passed for r in results) + len(unchecked)
+    outcome = run_checks(cap, rules, list(tcp), list(udp))
+    results, failed = outcome.results, outcome.failed
     if args.json:
         print(json.dumps({
             "schema_version": 1, "file": cap.file, "passed": failed == 0,
             "results": [{"rule": r.rule.text, "subject": r.subject, "passed": r.passed, "seen": r.seen}
                         for r in results],
-            "unchecked": unchecked,
+            "unchecked": [rule.text for rule in outcome.unchecked],
         }))
     else:
         for r in results:
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.subject}  {r.rule.text}  (seen {json.dumps(r.seen)})")
-        for text in unchecked:
-            print(f"FAIL  {text}  (no {'UDP flow' if text.startswith('udp.') else 'TCP connection'} selected)")
-        print(f"sockinspect check: {len(results) + len(unchecked) - failed} checks passed, {failed} failed")
+        for rule in outcome.unchecked:
+            print(f"FAIL  {rule.text}  (no {'UDP flow' if rule.scope == 'udp' else 'TCP connection'} selected)")
+        print(f"sockinspect check: {len(results) + len(outcome.unchecked) - failed} checks passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -12,6 +12,10 @@ A rule is ``KEY OP VALUE``:
   or a quoted string, or for ``in`` a list ``[SF, S1]``.
 
 A comparison with a ``null`` (not measured) value fails, except ``== null``.
+
+Limits: a rule whose brackets or braces nest deeper than ``MAX_NESTING`` levels
+is a bad rule (the language needs two; the JSON reader would otherwise recurse
+once per level, into a RecursionError).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from .errors import UsageError
 
+MAX_NESTING = 32  # brackets and braces, in a rule and in a rules file
 OPS = ("==", "!=", "<=", ">=", "<", ">", "not in", "in")
 _TOKEN = re.compile(r"\s*(?:(?P<op>==|!=|<=|>=|<|>|not\s+in\b|in\b)|(?P<key>[A-Za-z_][\w.\[\]]*))")
 _WORD = re.compile(r"[A-Za-z_][\w.:-]*\Z")
@@ -45,7 +50,11 @@ class Rule:
         if self.op == "!=":
             return seen != want, seen
         if self.op in ("in", "not in"):
-            return (seen in want) == (self.op == "in"), seen
+            try:
+                found = seen in want
+            except TypeError:  # a list seen (vlan), the choices a frozenset
+                found = False
+            return found == (self.op == "in"), seen
         if seen is None or isinstance(seen, (bool, str, dict, list)):
             return False, seen
         ok = {"<": seen < want, "<=": seen <= want, ">": seen > want, ">=": seen >= want}[self.op]
@@ -54,6 +63,9 @@ class Rule:
 
 def parse_rule(text: str) -> Rule:
     """Parse ``KEY OP VALUE``; UsageError naming the rule and the position otherwise."""
+    deep = _too_deep(text)
+    if deep is not None:
+        raise UsageError(_where(text, deep, f"brackets nested deeper than {MAX_NESTING} levels"))
     m = _TOKEN.match(text)
     if not m or not m.group("key"):
         raise UsageError(_where(text, len(text) - len(text.lstrip()), "expected a key such as handshake.rtt_ms"))
@@ -81,9 +93,38 @@ def _value(raw: str, text: str, op: str) -> Any:
     if op in ("in", "not in"):
         if not (raw.startswith("[") and raw.endswith("]")):
             raise UsageError(_where(text, pos, f"'{op}' needs a list such as [SF, S1]"))
-        items = [item.strip() for item in raw[1:-1].split(",") if item.strip()]
-        return [_scalar(item, text, pos) for item in items]
+        try:
+            choices = json.loads(raw)  # a JSON list: ["SF", "S1"], [[], [10]]
+        except ValueError:
+            items = [item.strip() for item in raw[1:-1].split(",") if item.strip()]
+            choices = [_scalar(item, text, pos) for item in items]
+        except RecursionError:  # not reached below MAX_NESTING; kept so no input ends in a traceback
+            raise UsageError(_where(text, pos, "the value nests too deeply")) from None
+        try:  # membership in constant time: many choices times many connections stays linear
+            return frozenset(choices)
+        except TypeError:  # lists among them (vlan in [[], [10]])
+            return tuple(choices)
     return _scalar(raw, text, pos)
+
+
+def _too_deep(text: str) -> int | None:
+    """Index of the first bracket or brace nested deeper than MAX_NESTING, else None.
+    Strings are not skipped: no value worth comparing has 32 brackets in a row, and
+    counting them all keeps this one linear pass with no way around it."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth = 0
+    for m in _BRACKET.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return m.start()
+        elif depth:
+            depth -= 1
+    return None
+
+
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def _scalar(raw: str, text: str, pos: int) -> Any:
@@ -91,6 +132,8 @@ def _scalar(raw: str, text: str, pos: int) -> Any:
         return json.loads(raw)
     except ValueError:
         pass
+    except RecursionError:  # not reached below MAX_NESTING; kept so no input ends in a traceback
+        raise UsageError(_where(text, pos, "the value nests too deeply")) from None
     if raw[:1] in "'\"" and raw[-1:] == raw[:1] and len(raw) >= 2:
         return raw[1:-1]
     if _WORD.match(raw):
@@ -99,7 +142,13 @@ def _scalar(raw: str, text: str, pos: int) -> Any:
 
 
 def _where(text: str, pos: int, what: str) -> str:
-    return f"rule {text.strip()!r}: {what} (at position {pos + 1})"
+    return f"rule {_shown(text)}: {what} (at position {pos + 1})"
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """The rule as quoted in a message: whole when short, else its start (errors stay one short line)."""
+    text = text.strip()
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def lookup(doc: dict[str, Any], path: tuple[str, ...], text: str = "") -> Any:
@@ -110,7 +159,7 @@ def lookup(doc: dict[str, Any], path: tuple[str, ...], text: str = "") -> Any:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "none (not an object)"
             where = ".".join(path[: i + 1])
             col = text.find(where) + 1 if where in text else 1
-            raise UsageError(f"rule {text!r}: unknown key {where!r} at position {col}; keys there: {known}")
+            raise UsageError(f"rule {_shown(text)}: unknown key {where!r} at position {col}; keys there: {known}")
         node = node[part]
     return node
 
@@ -120,5 +169,5 @@ def validate(rule: Rule, sample: dict[str, Any]) -> None:
     value = lookup(sample, rule.path, rule.text)
     if isinstance(value, dict):
         key = ".".join(rule.path)
-        raise UsageError(f"rule {rule.text!r}: {key!r} is an object, not a value; "
+        raise UsageError(f"rule {_shown(rule.text)}: {key!r} is an object, not a value; "
                          f"keys there: {', '.join(sorted(value))}")

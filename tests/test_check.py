@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,77 @@ def test_rules_file_that_is_not_text_or_selects_nonsense(tmp_path, capsys):
 def test_rule_on_an_object_is_a_bad_rule(capsys):
     code, out, err = run(capsys, "check", NAGLE_ON, "--expect", "c2s == 1")
     assert code == 2 and not out and "'c2s' is an object, not a value; keys there:" in err
+
+
+# -- hostile rules: bounded nesting, size and time; one line and exit 2 -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("state in " + "[" * 30_000 + "]" * 30_000, "brackets nested deeper than 32 levels (at position 42)"),
+        ("state == " + '{"a":' * 20_000, "brackets nested deeper than 32 levels"),
+        ("vlan == " + "[" * 33 + "]" * 33, "nested deeper than 32"),
+    ],
+)
+def test_deeply_nested_rule_is_a_bad_rule(capsys, rule, message):
+    code, out, err = run(capsys, "check", NAGLE_ON, "--expect", rule)
+    assert code == 2 and not out and message in err and err.count("\n") == 1
+    assert len(err) < 300  # the rule is quoted by its start, not whole
+
+
+def test_nesting_up_to_the_bound_is_read():
+    deepest = "[" * 32 + "]" * 32
+    assert parse_rule(f"vlan == {deepest}").value == json.loads(deepest)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("expect = " + "[" * 50_000 + "]" * 50_000, "line 1: brackets nested deeper than 32 levels"),
+        ("expect = " + "{a=" * 50_000 + "1" + "}" * 50_000, "line 1: an inline table"),
+        ("a" + ".a" * 50_000 + " = 1\n", "line 1: a dotted key"),  # tomllib: 67 s, quadratic
+        ('expect = ["state == SF"]\n[' + "a." * 50_000 + "a]\n", "line 2: a table header"),
+        ("x = 1\n[[x]]\n" * 10, "line 2: a table header"),
+        ("expect = [" + '"state == SF", ' * 100_000 + "]", "larger than 1 MiB"),
+    ],
+)
+def test_hostile_rules_file_exits_2_at_once(tmp_path, capsys, text, message):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(text)
+    start = time.perf_counter()
+    code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 2 and not out and message in err and err.count("\n") == 1
+    assert time.perf_counter() - start < 5
+
+
+def test_brackets_dots_and_braces_in_strings_and_comments_are_fine(tmp_path, capsys):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("# a comment with [[[[ {{{ a.b.c.d and ''' \"\"\"\n"
+                     "host = \"127.0.0.1\"  # [[ {\n"
+                     "expect = [\n"
+                     "  \"state in [SF, S1]\",  # { a.b.c\n"
+                     "  'c2s.nagle == \"on\"',\n"
+                     "  \"\"\"handshake.complete == true\"\"\",\n"
+                     "  '''c2s.stalls >= 1''',\n"
+                     "]\n" + "# " + "[" * 100 + "\n")
+    code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert (code, err) == (0, "") and "4 checks passed, 0 failed" in out
+
+
+def test_twenty_thousand_rules_take_linear_time(tmp_path, capsys):
+    """Before: 12 to 21 s here, quadratic (each rule searched all results to see if it was checked)."""
+    rules = tmp_path / "rules.toml"
+    kinds = ["state == SF", "c2s.stalls >= 0", "handshake.rtt_ms < 5", "state in [SF, S1]"]
+    rules.write_text("expect = [\n" + "".join(f'  "{kinds[i % 4]}",\n' for i in range(20_000)) + "]\n")
+    start = time.perf_counter()
+    code, out, _ = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 0 and out.endswith("sockinspect check: 20000 checks passed, 0 failed\n")
+    assert time.perf_counter() - start < 8
+
+
+def test_in_with_many_choices_and_lists(capsys):
+    many = ", ".join(f"S{i}" for i in range(5000))
+    assert parse_rule(f"state in [{many}, SF]").check({"state": "SF"})[0]
+    assert parse_rule("vlan in [[], [10]]").check({"vlan": [10]})[0]
+    assert not parse_rule("vlan in [SF, S1]").check({"vlan": [10]})[0]
