@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._delays import Stall
 from ._model import Capture, Direction, Endpoint, Handshake, Stats, TcpConnection, UdpDirection, UdpFlow
 from ._report import tcp_to_dict, udp_to_dict
 from ._rules import MAX_NESTING, Rule, parse_rule, validate
@@ -144,18 +145,24 @@ def run_checks(cap: Capture, rules: list[Rule], tcp: list[TcpConnection], udp: l
     return Outcome(tuple(results), unchecked)
 
 
+# The sample documents have one element in each list, so that rules can name
+# what a list element holds (c2s.stall_list[0].gap_ms) with no data at hand.
+_STALL = Stall(0, 0, 0, 0, 0, 0)
+
+
 def _sample_tcp() -> dict[str, Any]:
     nobody = Endpoint("", 0)
     return tcp_to_dict(TcpConnection(
-        index=0, client=nobody, server=nobody, inferred=False, vlan=(), handshake=Handshake(),
-        c2s=Direction(), s2c=Direction(), state="OTH", closed_by=None, first_ts_ns=None, last_ts_ns=None,
-        first_packet=0, last_packet=0, client_port_ephemeral_linux=False, client_port_ephemeral_iana=False,
+        index=0, client=nobody, server=nobody, inferred=False, vlan=(0,), handshake=Handshake(),
+        c2s=Direction(stall_list=(_STALL,)), s2c=Direction(stall_list=(_STALL,)), state="OTH", closed_by=None,
+        first_ts_ns=None, last_ts_ns=None, first_packet=0, last_packet=0,
+        client_port_ephemeral_linux=False, client_port_ephemeral_iana=False,
     ))
 
 
 def _sample_udp() -> dict[str, Any]:
     nobody = Endpoint("", 0)
-    return udp_to_dict(UdpFlow(0, nobody, nobody, (), UdpDirection(), UdpDirection(), Stats(), None, None, 0, 0))
+    return udp_to_dict(UdpFlow(0, nobody, nobody, (0,), UdpDirection(), UdpDirection(), Stats(), None, None, 0, 0))
 
 
 SAMPLE_TCP = _sample_tcp()

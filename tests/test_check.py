@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
+from sockinspect import analyze
+from sockinspect._check import parse_rules
 from sockinspect._cli import main
+from sockinspect._report import tcp_to_dict
 from sockinspect._rules import parse_rule
 from sockinspect.errors import UsageError
 
@@ -210,3 +214,94 @@ def test_in_with_many_choices_and_lists(capsys):
     assert parse_rule(f"state in [{many}, SF]").check({"state": "SF"})[0]
     assert parse_rule("vlan in [[], [10]]").check({"vlan": [10]})[0]
     assert not parse_rule("vlan in [SF, S1]").check({"vlan": [10]})[0]
+
+
+# -- every documented key can be checked ------------------------------------------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs" / "json.md"
+
+
+def documented_keys():
+    """Each key of the tcp[] and udp[] tables of docs/json.md, as a rule names it."""
+    keys = []
+    for line in DOCS.read_text().splitlines():
+        cell = line.split("|")[1] if line.startswith("| `") else ""
+        for key in re.findall(r"`((?:tcp|udp)\[\]\.[^`]+)`", cell):
+            scope, rest = key.split("[].", 1)
+            keys.append(rest if scope == "tcp" else f"udp.{rest}")
+    return keys
+
+
+def test_the_docs_name_keys_under_lists_and_udp():
+    keys = documented_keys()
+    assert "c2s.stall_list[].gap_ms" in keys and "udp.rtt_ms.max" in keys and len(keys) > 80
+
+
+@pytest.mark.parametrize("key", documented_keys())
+def test_every_documented_key_can_be_checked(key):
+    """What docs/json.md lists is a rule's key: a value (== null), or an object (named as one)."""
+    try:
+        rules = parse_rules([f"{key} == null"])
+    except UsageError as exc:
+        assert "is an object, not a value" in str(exc)
+        return
+    assert rules[0].scope == ("udp" if key.startswith("udp.") else "tcp")
+
+
+@pytest.mark.parametrize(
+    ("text", "seen", "passed"),
+    [
+        ("c2s.stall_list[0].ack_delay_ms > 40", 41.939052, True),
+        ("c2s.stall_list[-1].next_packet == 127", 127, True),
+        ("c2s.stall_list[5000].gap_ms == null", None, True),  # past the end: not seen
+        ("vlan == []", [], True),
+        ("vlan[0] == null", None, True),
+        ("c2s.sizes.histogram[\"1-63\"] == 25", 25, True),
+        ("s2c.sizes.histogram['>65483'] == 0", 0, True),
+        ("s2c.sizes.histogram['>1448'] == null", None, True),  # no such bucket with this MSS
+    ],
+)
+def test_list_elements_and_bucket_labels(text, seen, passed):
+    doc = tcp_to_dict(analyze(NAGLE_ON).tcp.only())
+    got_passed, got_seen = parse_rules([text])[0].check(doc)
+    assert got_passed is passed
+    assert got_seen == (pytest.approx(seen, abs=0.01) if isinstance(seen, float) else seen)
+
+
+def test_every_element_with_empty_brackets(capsys):
+    code, out, _ = run(capsys, "check", NAGLE_ON, "--expect", "c2s.stall_list[].ack_delay_ms >= 35",
+                       "--expect", "c2s.stall_list[].ack_delay_ms < 42", "--expect", "s2c.stall_list[].gap_ms < 1")
+    lines = out.splitlines()
+    assert code == 1 and lines[0].startswith("PASS") and lines[1].startswith("FAIL")
+    assert lines[2].startswith("PASS") and lines[2].endswith("(seen [])")  # no stalls: every one of none passes
+
+
+def test_udp_replies_and_their_round_trip_times_are_checkable(capsys):
+    code, out, _ = run(capsys, "check", HTTP, "--port", "53", "--expect", "udp.rtt_ms.count == 1",
+                       "--expect", "udp.b2a.packets >= 1", "--expect", "udp.rtt_ms.max < 1000",
+                       "--expect", "udp.vlan == []", "--expect", "udp.rtt_ms.median > 1000")
+    assert code == 1 and out.count("PASS  udp #0") == 4 and out.count("FAIL  udp #0") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("state[0] == S", "'state' is not a list"),
+        ("c2s.stall_list[0].late == 1", "unknown key 'c2s.stall_list[0].late' at position 1; keys there: ack_delay_ms"),
+        ("c2s.stall_list[0] == 1", "'c2s.stall_list[0]' is an object, not a value"),
+        ("c2s.stall_list[][] == 1", "one [] per key"),
+        ("c2s.sizes.histogram['big'] == 1", "bucket labels such as 1-63"),
+    ],
+)
+def test_bad_list_keys_say_what_is_wrong(text, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        parse_rules([text])
+
+
+def test_help_shows_the_key_syntax(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert "c2s.stall_list[0].ack_delay_ms" in out and "c2s.stall_list[].gap_ms < 250" in out
+    assert 'histogram[">1448"]' in out and "at most 1 MiB" in out
