@@ -13,13 +13,21 @@ from sockinspect import Capture, analyze
 
 CLIENT, SERVER = "10.10.10.3", "10.10.10.2"  # the lab's KALI and R2 (never sent, only written to files)
 T0 = 1_700_000_000_000_000_000  # ns
+# Explicit MAC addresses: a bare Ether() makes scapy resolve the destination's neighbour
+# (ARP / ND) for every frame built, about 1 s each for addresses nobody answers.
+CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:03", "02:00:00:00:00:02"
+
+
+def ether() -> Ether:
+    """An Ethernet header with both addresses set, so building it never touches the network."""
+    return Ether(src=CLIENT_MAC, dst=SERVER_MAC)
 
 
 def tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int = 0, ack: int = 0,
         payload: bytes = b"", vlan: tuple[int, ...] = (), options: list | None = None) -> bytes:
     """One Ethernet frame carrying a TCP segment."""
     ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
-    frame = Ether()
+    frame = ether()
     for v in vlan:
         frame = frame / Dot1Q(vlan=v)
     seg = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, options=options or [])
@@ -28,7 +36,7 @@ def tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int = 0, ac
 
 def udp(src: str, dst: str, sport: int, dport: int, payload: bytes = b"") -> bytes:
     ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
-    return bytes(Ether() / ip / UDP(sport=sport, dport=dport) / payload)
+    return bytes(ether() / ip / UDP(sport=sport, dport=dport) / payload)
 
 
 def write_pcap(path: Path, frames: list[tuple[int, bytes]], linktype: int = 1, nano: bool = True,

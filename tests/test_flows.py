@@ -7,10 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import CLIENT, SERVER, T0, analyze_frames, full_connection, handshake, tcp, udp, write_pcap
+from helpers import CLIENT, SERVER, T0, analyze_frames, ether, full_connection, handshake, tcp, udp, write_pcap
 from scapy.layers.inet import IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, fragment6
-from scapy.layers.l2 import Ether
 
 from sockinspect import analyze
 from sockinspect._decode import share_of
@@ -133,6 +132,18 @@ def test_ipv6(tmp_path):
     assert str(conn.client) == "[2001:db8::3]:40000"
 
 
+def test_helpers_build_frames_without_asking_the_network(monkeypatch):
+    """A bare Ether() resolved the destination's neighbour for every frame (~1 s each for IPv6)."""
+    from scapy.config import conf
+
+    def resolve(*_args):
+        raise AssertionError("a test frame asked the network for a MAC address")
+
+    monkeypatch.setattr(conf.neighbor, "resolve", resolve)
+    for c, s in ((CLIENT, SERVER), ("2001:db8::3", "2001:db8::2")):
+        assert full_connection(client=c, server=s) and udp(c, s, 1, 2, b"x")
+
+
 def test_udp_flow_and_round_trips(tmp_path):
     frames = []
     for i in range(3):
@@ -146,7 +157,7 @@ def test_udp_flow_and_round_trips(tmp_path):
 
 def test_fragments_are_reassembled(tmp_path):
     big = IP(src=CLIENT, dst=SERVER, id=77) / UDP(sport=40002, dport=9) / (b"x" * 3000)
-    frames = [bytes(Ether() / f) for f in fragment(big, fragsize=1000)]
+    frames = [bytes(ether() / f) for f in fragment(big, fragsize=1000)]
     cap = analyze_frames(tmp_path, frames)
     flow = cap.udp.only()
     assert flow.a2b.bytes == 3000 and flow.a2b.packets == 1
@@ -180,7 +191,7 @@ def test_worker_shares_rebuild_the_same_analysis(path):
 
 def test_worker_shares_count_the_same_defects(tmp_path):
     """A malformed packet is a defect in every worker, whichever share its ports fall in."""
-    frames = [bytes(Ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000 + i, dport=80, dataofs=4) / (b"x" * 12))
+    frames = [bytes(ether() / IP(src=CLIENT, dst=SERVER) / TCP(sport=40000 + i, dport=80, dataofs=4) / (b"x" * 12))
               for i in range(8)]
     path = write_pcap(tmp_path / "bad.pcap", [(T0 + i, f) for i, f in enumerate(frames)])
     assert analyze(path, workers=1).defects == analyze(path, workers=2).defects == {"bad_tcp_header": 8}
@@ -196,10 +207,10 @@ def test_vlan_tag_after_a_linux_cooked_header(tmp_path):
 
 
 def test_ipv4_header_longer_than_the_datagram_is_a_defect(tmp_path):
-    first = bytes(Ether() / IP(src=CLIENT, dst=SERVER, id=7, proto=17, flags="MF") / (b"\0" * 16))
+    first = bytes(ether() / IP(src=CLIENT, dst=SERVER, id=7, proto=17, flags="MF") / (b"\0" * 16))
     ip = bytearray(bytes(IP(src=CLIENT, dst=SERVER, id=7, proto=17, frag=2)))
     ip[0], ip[2:4] = 0x4F, struct.pack("!H", 20)  # IHL 60 bytes, total length 20
-    last = bytes(Ether())[:12] + b"\x08\x00" + bytes(ip) + b"\0" * 40
+    last = bytes(ether())[:12] + b"\x08\x00" + bytes(ip) + b"\0" * 40
     cap = analyze_frames(tmp_path, [first, last])
     assert cap.defects == {"bad_ip_header": 1, "ip_fragment": 1}
     assert any("IPv4 length shorter than its header" in w for w in cap.warnings)
@@ -209,7 +220,7 @@ def test_ipv6_headers_inside_the_fragmented_part(tmp_path):
     """RFC 8200 allows destination options after the fragment header: they are in the reassembled payload."""
     dgram = (IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(id=6) / IPv6ExtHdrDestOpt()
              / UDP(sport=1, dport=2) / (b"x" * 3000))
-    cap = analyze_frames(tmp_path, [bytes(Ether() / f) for f in fragment6(dgram, 1280)])
+    cap = analyze_frames(tmp_path, [bytes(ether() / f) for f in fragment6(dgram, 1280)])
     flow = cap.udp.only()
     assert (flow.a2b.packets, flow.a2b.bytes) == (1, 3000)
 
