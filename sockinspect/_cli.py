@@ -51,6 +51,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+CHECK_KEYS_HELP = """\
+keys:
+  a dotted path, as docs/json.md names it:  handshake.rtt_ms, c2s.sizes.max, udp.rtt_ms.max
+  a list element, from 0 (-1 the last):       c2s.stall_list[0].ack_delay_ms, vlan[0]
+                                              (past the end: null)
+  every element of a list:                    'c2s.stall_list[].gap_ms < 250' passes when
+                                              each stall's does, and when there is none
+  a key that is not a name, quoted:           'c2s.sizes.histogram[">1448"] == 0'
+                                              (buckets follow the MSS; one it lacks is null)
+values: a number, true/false/null, a bare word (SF, off) or a quoted string; for in / not in
+a list [SF, S1]. A comparison with null (not measured) fails, except == null.
+limits: a rule nests at most 32 brackets; a rules file is at most 1 MiB, with no tables,
+dotted keys or inline tables.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sockinspect",
@@ -87,10 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser(
         "check",
         help="check rules against every selected connection (exit 1 when one fails)",
-        description="Apply rules over the JSON keys of docs/json.md to every selected TCP connection "
-        "(or UDP flow, for rules starting with 'udp.'). A rule is KEY OP VALUE, e.g. "
-        "'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off', 'state in [SF, S1]'. "
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Apply rules over the JSON keys of docs/json.md to every selected TCP connection\n"
+        "(or UDP flow, for rules starting with 'udp.'). A rule is KEY OP VALUE, e.g.\n"
+        "'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off', 'state in [SF, S1]'.\n"
         "Exit 0 when all pass, 1 when any fails, 2 for a bad rule or unreadable capture.",
+        epilog=CHECK_KEYS_HELP,
     )
     ck.add_argument("capture", metavar="CAPTURE", help="capture file")
     ck.add_argument("rules_file", nargs="?", metavar="RULES.toml",
@@ -373,22 +391,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if cap is None:
         return 2
     tcp, udp = _select(cap, ports, hosts)
-    results = run_checks(cap, rules, list(tcp), list(udp))
-    unchecked = [r.text for r in rules if not any(res.rule is r for res in results)]
-    failed = sum(not r.passed for r in results) + len(unchecked)
+    outcome = run_checks(cap, rules, list(tcp), list(udp))
+    results, failed = outcome.results, outcome.failed
     if args.json:
         print(json.dumps({
             "schema_version": 1, "file": cap.file, "passed": failed == 0,
             "results": [{"rule": r.rule.text, "subject": r.subject, "passed": r.passed, "seen": r.seen}
                         for r in results],
-            "unchecked": unchecked,
+            "unchecked": [rule.text for rule in outcome.unchecked],
         }))
     else:
         for r in results:
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.subject}  {r.rule.text}  (seen {json.dumps(r.seen)})")
-        for text in unchecked:
-            print(f"FAIL  {text}  (no {'UDP flow' if text.startswith('udp.') else 'TCP connection'} selected)")
-        print(f"sockinspect check: {len(results) + len(unchecked) - failed} checks passed, {failed} failed")
+        for rule in outcome.unchecked:
+            print(f"FAIL  {rule.text}  (no {'UDP flow' if rule.scope == 'udp' else 'TCP connection'} selected)")
+        print(f"sockinspect check: {len(results) + len(outcome.unchecked) - failed} checks passed, {failed} failed")
     return 1 if failed else 0
 
 
