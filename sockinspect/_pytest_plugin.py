@@ -11,7 +11,9 @@ while the ``with`` body runs; ``cap.analysis`` is then what
 :func:`sockinspect.analyze` returns for it. When the test fails, the capture
 file is kept and its path shown in the report, to open it in Wireshark.
 Where live capture is impossible (no CAP_NET_RAW, no user namespaces) the
-fixture skips the test with a one-line reason.
+fixture skips the test with a one-line reason; with ``--sockinspect-require-capture``
+(or ``sockinspect_require_capture = true`` in the ini file) it errors instead,
+so a CI job that must capture cannot turn green by skipping.
 """
 
 from __future__ import annotations
@@ -39,11 +41,28 @@ class CaptureResult:
         return f"<tcp capture {self.path}>"
 
 
+REQUIRE_HELP = "fail, not skip, tests using tcp_capture where live capture is impossible (for CI)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sockinspect")
+    group.addoption("--sockinspect-require-capture", action="store_true", default=None, help=REQUIRE_HELP)
+    parser.addini("sockinspect_require_capture", REQUIRE_HELP, type="bool", default=False)
+
+
+def _capture_required(config: pytest.Config) -> bool:
+    flag = config.getoption("sockinspect_require_capture")
+    return bool(config.getini("sockinspect_require_capture")) if flag is None else flag
+
+
 @pytest.fixture
 def tcp_capture(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., object]:
     """Factory: ``with tcp_capture(port=PORT) as cap: ...``; then ``cap.analysis``."""
     reason = can_capture()
     if reason is not None:
+        if _capture_required(request.config):
+            pytest.fail(f"sockinspect: {reason} (and capture is required: --sockinspect-require-capture)",
+                        pytrace=False)
         pytest.skip(f"sockinspect: {reason}")
     paths: list[Path] = []
     request.node.sockinspect_captures = paths

@@ -58,14 +58,41 @@ def test_fixture_captures_and_reports_kept_file(pytester):
     ])
 
 
-def test_fixture_skips_with_a_reason_when_capture_is_impossible(pytester, monkeypatch):
-    pytester.makepyfile(test_inner='''
+NO_CAPTURE = '''
 import sockinspect._pytest_plugin as plugin
 plugin.can_capture = lambda interface="lo": "live capture needs CAP_NET_RAW"
 
 def test_x(tcp_capture):
     pass
-''')
+
+def test_without_capture():
+    pass
+'''
+
+
+def test_fixture_skips_with_a_reason_when_capture_is_impossible(pytester):
+    pytester.makepyfile(test_inner=NO_CAPTURE)
     result = pytester.runpytest_subprocess("-rs")
-    result.assert_outcomes(skipped=1)
+    result.assert_outcomes(skipped=1, passed=1)
     result.stdout.fnmatch_lines(["*sockinspect: live capture needs CAP_NET_RAW*"])
+    assert result.ret == 0
+
+
+def test_require_capture_turns_the_skip_into_an_error(pytester):
+    pytester.makepyfile(test_inner=NO_CAPTURE)
+    result = pytester.runpytest_subprocess("--sockinspect-require-capture")
+    result.assert_outcomes(errors=1, passed=1)
+    result.stdout.fnmatch_lines(["*sockinspect: live capture needs CAP_NET_RAW (and capture is required*"])
+    assert result.ret == 1
+
+
+@pytest.mark.parametrize(("ini", "outcome"), [("true", {"errors": 1}), ("false", {"skipped": 1})])
+def test_require_capture_from_the_ini_file(pytester, ini, outcome):
+    pytester.makepyfile(test_inner=NO_CAPTURE)
+    pytester.makeini(f"[pytest]\nsockinspect_require_capture = {ini}\n")
+    pytester.runpytest_subprocess().assert_outcomes(passed=1, **outcome)
+
+
+def test_require_capture_is_in_the_help(pytester):
+    pytester.runpytest_subprocess("--help").stdout.fnmatch_lines(
+        ["*--sockinspect-require-capture*", "*sockinspect_require_capture*"])
