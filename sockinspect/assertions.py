@@ -141,13 +141,25 @@ def assert_no_stalls(conn: TcpConnection, at_most: int = 0, direction: str | Non
                   f"(at {_clock(first.ack_ts_ns)}), next data packet {first.next_packet}")
 
 
-def assert_max_segment_size(conn: TcpConnection, max_bytes: int, direction: str | None = None) -> None:
-    """No segment carried more than ``max_bytes`` of payload."""
+def assert_max_segment_size(conn: TcpConnection, max_bytes: int | str, direction: str | None = None) -> None:
+    """No segment carried more than ``max_bytes`` of payload; ``"mss"``: more than the
+    sender's full-sized segment (``sizes.mss``: the MSS its peer announced, less TCP
+    timestamps). Loopback's MSS is 65,483, Ethernet's 1460 (1448 with timestamps); a
+    larger segment shows segmentation offload at the capture point."""
     __tracebackhide__ = True
+    if max_bytes != "mss" and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int)):
+        raise ValueError(f"max_bytes must be a number of bytes or 'mss', not {max_bytes!r}")
     for name in _directions(direction):
-        biggest = getattr(conn, name).sizes.max
-        if biggest is not None and biggest > max_bytes:
-            _fail(conn, f"no {name} segment above {max_bytes} bytes", f"one of {biggest} bytes")
+        sizes = getattr(conn, name).sizes
+        limit = sizes.mss if max_bytes == "mss" else max_bytes
+        if sizes.max is None:
+            continue
+        if limit is None:
+            _fail(conn, f"no {name} segment above the MSS", "no MSS: the handshake was not captured")
+        elif sizes.max > limit:
+            what = f"the MSS ({limit} bytes)" if max_bytes == "mss" else f"{limit} bytes"
+            _fail(conn, f"no {name} segment above {what}",
+                  f"one of {sizes.max} bytes (the sender's MSS: {sizes.mss})")
 
 
 def assert_payload_bytes(conn: TcpConnection, expected: int | str | os.PathLike[str], direction: str = "c2s",

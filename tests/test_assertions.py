@@ -3,12 +3,15 @@ that says what was expected, what was seen and where."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from helpers import analyze_frames, full_connection, handshake, tcp
+from loopback import run_requests
 
 import sockinspect
+from sockinspect._capture import can_capture
 from sockinspect.assertions import (
     assert_client_port_ephemeral,
     assert_closed_by,
@@ -118,3 +121,63 @@ def test_selection_helpers():
     assert cap.tcp.by_host("216.239.59.99").only().server.port == 80
     with pytest.raises(AssertionError, match="expected exactly one, found 2"):
         cap.tcp.only()
+
+
+# -- the README's example holds on loopback ----------------------------------------------------------------
+
+README = Path(__file__).parent.parent / "README.md"
+no_capture = can_capture()
+
+
+def readme_block(after: str) -> str:
+    """The first ```python block after the line starting with ``after``."""
+    text = README.read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index(after):], re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def loopback_bulk(tmp_path_factory):
+    if no_capture is not None:
+        pytest.skip(f"live capture impossible here: {no_capture}")
+    path = run_requests(tmp_path_factory.mktemp("lo") / "bulk.pcap", mode="bulk", bulk_bytes=1 << 20)
+    return path, sockinspect.analyze(path).tcp.only()
+
+
+def test_readme_python_example_holds_on_loopback(loopback_bulk, tmp_path):
+    path, conn = loopback_bulk
+    sent = tmp_path / "sent.bin"
+    sent.write_bytes(b"x" * (1 << 20))
+    code = readme_block("**Python API**")
+    assert 'analyze("capture.pcap").tcp.by_port(5000)' in code and '"sent.bin"' in code
+    code = code.replace('"capture.pcap"', repr(str(path))).replace("5000", str(conn.server.port))
+    exec(compile(code.replace('"sent.bin"', repr(str(sent))), "README.md", "exec"), {})
+
+
+def test_loopback_segments_exceed_1448_but_not_the_mss(loopback_bulk):
+    _, conn = loopback_bulk
+    assert conn.c2s.sizes.mss == 65483 and conn.c2s.sizes.max > 1448
+    with pytest.raises(AssertionError, match=r"expected no c2s segment above 1448 bytes, seen one of \d+ bytes "
+                                             r"\(the sender's MSS: 65483\)"):
+        assert_max_segment_size(conn, 1448, "c2s")
+    assert_max_segment_size(conn, "mss")
+
+
+def test_max_segment_size_against_the_mss(tmp_path):
+    conn = analyze_frames(tmp_path, full_connection()).tcp.only()
+    assert_max_segment_size(conn, "mss")
+    with pytest.raises(ValueError, match="a number of bytes or 'mss'"):
+        assert_max_segment_size(conn, "1448")
+    syn, synack, ack = handshake()
+    data = tcp("10.10.10.3", "10.10.10.2", 40000, 5000, "PA", 1001, 5001, b"hello")
+    midstream = analyze_frames(tmp_path, [data]).tcp.only()
+    with pytest.raises(AssertionError, match="seen no MSS: the handshake was not captured"):
+        assert_max_segment_size(midstream, "mss")
+
+
+def test_readme_segment_size_examples_hold_on_loopback(loopback_bulk):
+    """Each ``assert_max_segment_size(conn, ...)`` the README shows (once, 1448: false on loopback)."""
+    _, conn = loopback_bulk
+    calls = re.findall(r"assert_max_segment_size\(conn, [^)`]*\)", README.read_text())
+    assert calls
+    for call in calls:
+        eval(call, {"assert_max_segment_size": assert_max_segment_size, "conn": conn})
