@@ -38,9 +38,10 @@ from collections import deque
 from pathlib import Path
 from typing import TextIO
 
-if __package__ in (None, ""):  # run as a script: make the package importable
+if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, listen_error, parser, run, serve, setup_logging, stdin_lines
+    __package__ = Path(__file__).resolve().parent.name  # noqa: A001
+from ._common import address_family, listen_error, parser, run, serve, setup_logging, stdin_lines
 
 log = logging.getLogger("chat_server")
 

@@ -16,9 +16,10 @@ import socket
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the package importable
+if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import connect, parser, run
+    __package__ = Path(__file__).resolve().parent.name  # noqa: A001
+from ._common import connect, parser, run
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0

@@ -40,9 +40,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-if __package__ in (None, ""):  # run as a script: make the package importable
+if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, listen_error, parser, run, serve, setup_logging
+    __package__ = Path(__file__).resolve().parent.name  # noqa: A001
+from ._common import address_family, listen_error, parser, run, serve, setup_logging
 
 MAGIC = b"SOCKINSPECT-FILE/1 "
 MAX_HEADER = 4096

@@ -27,9 +27,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the package importable
+if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, connect, parser, run
+    __package__ = Path(__file__).resolve().parent.name  # noqa: A001
+from ._common import address_family, connect, parser, run
 
 RECV_SIZE = 65535  # bytes: the largest datagram UDP's length field allows, so no reply is cut
 

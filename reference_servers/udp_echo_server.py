@@ -17,9 +17,10 @@ import socketserver
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the package importable
+if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reference_servers._common import address_family, listen_error, parser, run, serve, setup_logging
+    __package__ = Path(__file__).resolve().parent.name  # noqa: A001
+from ._common import address_family, listen_error, parser, run, serve, setup_logging
 
 log = logging.getLogger("udp_echo_server")
 MAX_DATAGRAM = 65535  # bytes: what UDP's 16-bit length allows, so no datagram is ever cut

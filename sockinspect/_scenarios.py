@@ -15,10 +15,11 @@ from pathlib import Path
 
 from ._run import Run, Runner, ScenarioError
 
-ECHO_SERVER, ECHO_CLIENT = "reference_servers.echo_tcp_server", "reference_servers.echo_tcp_client"
-FILE_SERVER, FILE_CLIENT = "reference_servers.tcp_file_transfer_server", "reference_servers.tcp_file_transfer_client"
-CHAT_SERVER, CHAT_CLIENT = "reference_servers.chat_server", "reference_servers.chat_client"
-UDP_SERVER, UDP_CLIENT = "reference_servers.udp_echo_server", "reference_servers.udp_echo_client"
+_PROGRAMS = "sockinspect.reference_servers."  # the repository's reference_servers/, as installed
+ECHO_SERVER, ECHO_CLIENT = _PROGRAMS + "echo_tcp_server", _PROGRAMS + "echo_tcp_client"
+FILE_SERVER, FILE_CLIENT = _PROGRAMS + "tcp_file_transfer_server", _PROGRAMS + "tcp_file_transfer_client"
+CHAT_SERVER, CHAT_CLIENT = _PROGRAMS + "chat_server", _PROGRAMS + "chat_client"
+UDP_SERVER, UDP_CLIENT = _PROGRAMS + "udp_echo_server", _PROGRAMS + "udp_echo_client"
 NAGLE_PEER = "sockinspect._nagle_peer"
 
 # Part 2 of LAB_SPEC: the client's arguments and its exact transcript.

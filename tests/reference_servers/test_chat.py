@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from reference_servers.chat_server import ChatServer, Printer
+from sockinspect.reference_servers.chat_server import ChatServer, Printer
 
 from .conftest import ROOT, WAIT_S, command
 

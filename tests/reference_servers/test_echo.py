@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_servers.echo_tcp_client import request
-from reference_servers.echo_tcp_server import EchoHandler, EchoServer, answer
+from sockinspect.reference_servers.echo_tcp_client import request
+from sockinspect.reference_servers.echo_tcp_server import EchoHandler, EchoServer, answer
 
 HOST = "127.0.0.1"
 LAB = [  # LAB_SPEC Part 2, exactly

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reference_servers.tcp_file_transfer_client import TransferFailed, send_file
-from reference_servers.tcp_file_transfer_server import FileHandler, FileTransferServer, numbered, safe_name
+from sockinspect.reference_servers.tcp_file_transfer_client import TransferFailed, send_file
+from sockinspect.reference_servers.tcp_file_transfer_server import FileHandler, FileTransferServer, numbered, safe_name
 
 HOST = "127.0.0.1"
 MAGIC = b"SOCKINSPECT-FILE/1 "

@@ -6,9 +6,9 @@ import re
 import socket
 import statistics
 
-from reference_servers._common import connect
-from reference_servers.echo_tcp_server import EchoServer
-from reference_servers.nagle_client import write_write_read
+from sockinspect.reference_servers._common import connect
+from sockinspect.reference_servers.echo_tcp_server import EchoServer
+from sockinspect.reference_servers.nagle_client import write_write_read
 
 HOST = "127.0.0.1"
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from reference_servers.udp_echo_client import summary, tcp_round_trips, udp_round_trips
-from reference_servers.udp_echo_server import TCPEchoServer, UDPEchoServer
+from sockinspect.reference_servers.udp_echo_client import summary, tcp_round_trips, udp_round_trips
+from sockinspect.reference_servers.udp_echo_server import TCPEchoServer, UDPEchoServer
 
 HOST = "127.0.0.1"
 SEQ_LINE = re.compile(r"seq=(\d+) rtt=(\d+\.\d{3}) ms\n")
