@@ -55,6 +55,7 @@ FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
 WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
 MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
 MAX_STALLS_LISTED = 1000
+MAX_HOLES = 64  # gaps in the sequence space seen (reordering, capture loss) kept per sender
 # An ACK log entry: (ACK packet, first and last covered data packet, segments covered,
 # delay from the last one in ns, all sent once, ends exactly at the last data byte (not
 # beyond, at a FIN)); for comparing with tshark's tcp.analysis.ack_rtt.
@@ -162,7 +163,8 @@ class SenderTimeline:
 
     __slots__ = ("ack_log", "mss", "follow_ns", "outstanding", "snd_una", "high", "sml_end", "sml_ts",
                  "release", "pending_stall", "delays", "delayed_acks", "stalls", "stall_count",
-                 "stall_ns", "small", "held", "small_unacked", "max_payload", "candidate")
+                 "stall_ns", "small", "held", "small_unacked", "max_payload", "candidate", "gap_bytes",
+                 "filled", "resent_bytes", "abs_high", "holes")
 
     def __init__(self, ack_log: AckLog | None = None) -> None:
         self.ack_log = ack_log  # when a list, every ACK that newly covers data is appended
@@ -184,6 +186,12 @@ class SenderTimeline:
         self.small = self.held = self.small_unacked = 0
         self.max_payload = 0
         self.candidate: str | None = None  # "held" or "unacked": evidence if the segment proves a tail
+        # Sequence space. ``abs_high``: how far ``high`` advanced, unwrapped (no modulo);
+        # ``holes``: the ranges below it not seen yet, [lo, hi) in those numbers, oldest first,
+        # at most MAX_HOLES (an older one is forgotten: data filling it then counts as resent).
+        # Bytes seen for the first time (``unique``) = abs_high - gap_bytes + filled.
+        self.abs_high = self.gap_bytes = self.filled = self.resent_bytes = 0
+        self.holes: list[tuple[int, int]] = []
 
     def data(self, seq: int, n: int, ts: int | None, number: int, fin: bool) -> bool:
         """The sender sent ``n`` > 0 bytes at ``seq``. Returns whether they were sent before
@@ -197,7 +205,15 @@ class SenderTimeline:
             if ts is not None:
                 self._resent(end, ts, number)
             # A keep-alive (one old byte, all data acknowledged) is not resent data.
-            return not (n == 1 and (high - seq) & 0xFFFFFFFF == 1 and self.snd_una == high)
+            if n == 1 and (high - seq) & 0xFFFFFFFF == 1 and self.snd_una == high:
+                return False
+            top = self.abs_high - ((high - end) & 0xFFFFFFFF)
+            self._seen_again(top - n, top)
+            return True
+        if high is None or seq == high:  # in order (hot)
+            self.abs_high += n
+        else:
+            self._beyond(seq, n, end, high)
         self.high = end
         if ts is None:
             return False
@@ -215,6 +231,46 @@ class SenderTimeline:
             self._stall(ts, number)
         self.release = None
         return False
+
+    @property
+    def unique(self) -> int:
+        """Payload bytes of sequence space seen for the first time."""
+        return self.abs_high - self.gap_bytes + self.filled
+
+    def _beyond(self, seq: int, n: int, end: int, high: int) -> None:
+        """New data that does not start at the highest sequence seen: it overlaps it, or
+        leaves a gap (a reordered or lost segment, perhaps seen later)."""
+        advance = (end - high) & 0xFFFFFFFF
+        below = (high - seq) & 0xFFFFFFFF  # bytes of this segment below the highest seen
+        top = self.abs_high
+        if below < SEQ_HALF:
+            self._seen_again(top - below, top)
+        else:
+            gap = advance - n
+            self.gap_bytes += gap
+            self.holes.append((top, top + gap))
+            if len(self.holes) > MAX_HOLES:
+                del self.holes[0]
+        self.abs_high = top + advance
+
+    def _seen_again(self, lo: int, hi: int) -> None:
+        """Bytes [lo, hi) (unwrapped) below the highest seen: new where they fill a hole."""
+        fresh = 0
+        if self.holes:
+            kept = []
+            for h_lo, h_hi in self.holes:
+                o_lo, o_hi = max(h_lo, lo), min(h_hi, hi)
+                if o_lo < o_hi:
+                    fresh += o_hi - o_lo
+                    if h_lo < o_lo:
+                        kept.append((h_lo, o_lo))
+                    if o_hi < h_hi:
+                        kept.append((o_hi, h_hi))
+                else:
+                    kept.append((h_lo, h_hi))
+            self.holes = kept[-MAX_HOLES:]
+        self.filled += fresh
+        self.resent_bytes += hi - lo - fresh
 
     def _nagle_evidence(self, ts: int) -> None:
         """A sub-MSS segment: was earlier small data unacknowledged, or did it wait for the ACK?"""

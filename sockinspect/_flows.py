@@ -47,7 +47,8 @@ class _Side:
     """What one side of a TCP connection sent."""
 
     __slots__ = ("packets", "payload_bytes", "segments", "frame_bytes", "sizes", "syn_options",
-                 "isn", "retransmissions", "fins", "rsts", "first_data_ts")
+                 "isn", "retransmissions", "fins", "rsts", "first_data_ts", "last_data_ts", "wnd",
+                 "zero_windows", "zero_since", "zero_ns", "window_full")
 
     def __init__(self) -> None:
         self.packets = self.payload_bytes = self.segments = self.frame_bytes = 0
@@ -56,9 +57,20 @@ class _Side:
         self.isn: int | None = None  # sequence number of this side's first SYN
         self.retransmissions = self.fins = self.rsts = 0
         self.first_data_ts: int | None = None
+        self.last_data_ts: int | None = None
+        # Its last segment's (flags, ack, raw window): the receive window it announced last
+        # (a SYN's is never scaled), from the acknowledgment number (valid with ACK set).
+        self.wnd = (0, 0, 0)
+        self.zero_windows = self.zero_ns = self.window_full = 0
+        self.zero_since: int | None = None  # when its window went to zero, while it stays there
 
-    def direction(self, timeline: SenderTimeline) -> Direction:
+    def direction(self, timeline: SenderTimeline, end_ts: int | None) -> Direction:
+        """The record of what this side sent; ``end_ts``: the connection's last packet, which
+        ends a zero window never reopened."""
         timeline.confirm_tail()  # the end of the capture ends the sender's queue too
+        zero_ns = self.zero_ns
+        if self.zero_since is not None and end_ts is not None:
+            zero_ns += end_ts - self.zero_since
         opts = parse_syn_options(self.syn_options) if self.syn_options is not None else None
         evidence = NagleEvidence(timeline.small, timeline.held, timeline.small_unacked)
         return Direction(
@@ -75,6 +87,12 @@ class _Side:
             fins=self.fins,
             rsts=self.rsts,
             first_data_ts_ns=self.first_data_ts,
+            last_data_ts_ns=self.last_data_ts,
+            unique_bytes=timeline.unique,
+            retransmitted_bytes=timeline.resent_bytes,
+            zero_windows=self.zero_windows,
+            zero_window_ns_total=zero_ns,
+            window_full=self.window_full,
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
             ack_delay_ms=sketch_stats(timeline.delays),
@@ -212,7 +230,8 @@ class _TcpBuilder:
     __slots__ = ("index", "vlan", "keys", "addr", "port", "sides", "client", "syn_ts", "last_syn_ts",
                  "synack_ts", "ack_ts", "syn_count", "synack_count", "first_close", "first_rst",
                  "first_ts", "last_ts", "first_packet", "last_packet", "timelines", "request_ts",
-                 "reply_first_ts", "reply_last_ts", "latencies", "first_byte", "guessed_client", "zeek")
+                 "reply_first_ts", "reply_last_ts", "latencies", "first_byte", "guessed_client", "zeek",
+                 "wshift")
 
     def __init__(self, index: int, pkt: Packet, ack_log: AckLog | None = None) -> None:
         self.index = index
@@ -236,6 +255,7 @@ class _TcpBuilder:
         self.first_byte = Sketch()  # request's first byte -> reply's first byte
         self.guessed_client = _infer_client(self.port)  # the client's side while no SYN says so
         self.zeek = _Zeek()
+        self.wshift: tuple[int, int] | None = None  # window-scale shift per side, once both SYNs are seen
 
     def ended(self) -> bool:
         a, b = self.sides
@@ -264,7 +284,19 @@ class _TcpBuilder:
         resent = False
         if flags & ACK:
             timelines[1 - s].ack(ack, ts, number, n > 0)
+        if not win:
+            if not flags & (SYN | FIN | RST):
+                self._zero_window(side, s, seq, n, ts)
+        elif side.zero_since is not None and ts is not None:
+            side.zero_ns += ts - side.zero_since  # the window reopened
+            side.zero_since = None
         if n:
+            wshift = self.wshift
+            if wshift is not None and not flags & (SYN | FIN | RST):
+                p_flags, p_ack, p_win = self.sides[1 - s].wnd  # tshark's window_full: data to the edge
+                if p_flags & ACK and not (seq + n - p_ack - (p_win if p_flags & SYN else p_win << wshift[1 - s])
+                                          ) & 0xFFFFFFFF:
+                    side.window_full += 1
             if timelines[s].data(seq, n, ts, number, bool(flags & FIN)):
                 side.retransmissions += 1
                 resent = True
@@ -281,9 +313,12 @@ class _TcpBuilder:
                     self.reply_last_ts = ts
             if not side.segments:
                 side.first_data_ts = ts
+            if ts is not None:
+                side.last_data_ts = ts
             side.payload_bytes += n
             side.segments += 1
             side.sizes[n] += 1
+        side.wnd = (flags, ack, win)
         if flags & (SYN | FIN | RST):
             self._control(side, s, flags, seq, ts, opts)
         zeek = self.zeek
@@ -308,6 +343,15 @@ class _TcpBuilder:
                 self.first_ts = ts
         self.last_packet = number
 
+    def _zero_window(self, side: _Side, s: int, seq: int, n: int, ts: int | None) -> None:
+        """A segment announcing a zero window (no SYN, FIN or RST): tshark's zero_window,
+        unless it is a zero-window probe (one byte at the next sequence number while the
+        peer's window is zero), which tshark does not flag."""
+        if not (n == 1 and seq == self.timelines[s].high and self.sides[1 - s].wnd[2] == 0):
+            side.zero_windows += 1
+        if side.zero_since is None:
+            side.zero_since = ts
+
     def _reply_done(self) -> None:
         """The reply to the current request ended (the client spoke again, or the capture ended)."""
         start = self.request_ts
@@ -326,6 +370,7 @@ class _TcpBuilder:
                     if self.synack_ts is None:
                         self.synack_ts = ts
                         side.syn_options = opts
+                        self._window_scaling()
             else:
                 if self.client is None or (self.syn_count == 0 and self.client != s):
                     self.client = s
@@ -335,6 +380,7 @@ class _TcpBuilder:
                         side.isn = seq
                         side.syn_options = opts
                         self.syn_ts = ts
+                        self._window_scaling()
                     if self.ack_ts is None:  # the RTT runs from the last SYN before the ACK (tshark's)
                         self.last_syn_ts = ts
         if flags & FIN:
@@ -347,6 +393,16 @@ class _TcpBuilder:
                 self.first_rst = s
             if self.first_close is None:
                 self.first_close = s
+
+    def _window_scaling(self) -> None:
+        """Once both sides' SYN options are known: the shift of each side's windows (RFC 7323:
+        only when both sent the option; at most 14), so that window_full can be judged."""
+        a, b = (side.syn_options for side in self.sides)
+        if a is None or b is None:
+            return
+        shifts = parse_syn_options(a).wscale, parse_syn_options(b).wscale
+        both = None not in shifts
+        self.wshift = (min(shifts[0], 14), min(shifts[1], 14)) if both else (0, 0)
 
     def _configure_timelines(self) -> None:
         """With the handshake done: each sender's MSS is what its peer announced."""
@@ -384,8 +440,8 @@ class _TcpBuilder:
                 syn_count=self.syn_count,
                 synack_count=self.synack_count,
             ),
-            c2s=self.sides[c].direction(self.timelines[c]),
-            s2c=self.sides[s].direction(self.timelines[s]),
+            c2s=self.sides[c].direction(self.timelines[c], self.last_ts),
+            s2c=self.sides[s].direction(self.timelines[s], self.last_ts),
             state=conn_state(
                 orig=self.zeek.state[c],
                 resp=self.zeek.state[s],

@@ -108,7 +108,7 @@ class Direction:
     """One direction of a TCP connection: ``c2s`` (client to server) or ``s2c``."""
 
     packets: int = 0
-    payload_bytes: int = 0
+    payload_bytes: int = 0  # retransmissions counted again
     segments: int = 0  # segments carrying payload
     frame_bytes: int = 0  # wire length of the frames, link header included
     sizes: Sizes = field(default_factory=Sizes)
@@ -120,6 +120,12 @@ class Direction:
     fins: int = 0
     rsts: int = 0
     first_data_ts_ns: int | None = None  # the first segment carrying payload
+    last_data_ts_ns: int | None = None  # the last one
+    unique_bytes: int = 0  # payload bytes of sequence space the capture had not seen before
+    retransmitted_bytes: int = 0  # payload bytes resending sequence space already seen
+    zero_windows: int = 0  # segments this side sent announcing a zero receive window (tshark's rule)
+    zero_window_ns_total: int = 0  # time this side's receive window stayed at zero
+    window_full: int = 0  # data segments that filled the peer's announced window (tshark's rule)
     nagle: str = "unknown"  # "on", "off" or "unknown": the sender's Nagle algorithm
     nagle_evidence: NagleEvidence = field(default_factory=NagleEvidence)
     ack_delay_ms: Stats = field(default_factory=Stats)  # data segment -> first ACK covering it
@@ -131,6 +137,29 @@ class Direction:
     @property
     def stall_ms_total(self) -> float:
         return self.stall_ns_total / 1e6
+
+    @property
+    def zero_window_ms_total(self) -> float:
+        return self.zero_window_ns_total / 1e6
+
+    @property
+    def data_ms(self) -> float | None:
+        """The data-transfer time: first to last segment carrying payload (None: fewer than two)."""
+        return _gap_ms(self.first_data_ts_ns, self.last_data_ts_ns) if self.segments > 1 else None
+
+    @property
+    def throughput_bps(self) -> float | None:
+        """Payload bits per second over ``data_ms``, retransmissions included."""
+        return _bps(self.payload_bytes, self.data_ms)
+
+    @property
+    def goodput_bps(self) -> float | None:
+        """Unique payload bits per second over ``data_ms``: what the application got across."""
+        return _bps(self.unique_bytes, self.data_ms)
+
+
+def _bps(nbytes: int, duration_ms: float | None) -> float | None:
+    return None if not duration_ms or duration_ms <= 0 else nbytes * 8 / (duration_ms / 1000)
 
 
 @record

@@ -34,6 +34,8 @@ def _direction(d: Direction) -> dict[str, Any]:
     return {
         "packets": d.packets,
         "payload_bytes": d.payload_bytes,
+        "unique_bytes": d.unique_bytes,
+        "retransmitted_bytes": d.retransmitted_bytes,
         "segments": d.segments,
         "frame_bytes": d.frame_bytes,
         "sizes": {
@@ -50,6 +52,13 @@ def _direction(d: Direction) -> dict[str, Any]:
         "fins": d.fins,
         "rsts": d.rsts,
         "first_data_ts": _ts(d.first_data_ts_ns),
+        "last_data_ts": _ts(d.last_data_ts_ns),
+        "data_ms": _round(d.data_ms),
+        "throughput_bps": _round(d.throughput_bps, 1),
+        "goodput_bps": _round(d.goodput_bps, 1),
+        "zero_windows": d.zero_windows,
+        "zero_window_ms_total": _round(d.zero_window_ms_total),
+        "window_full": d.window_full,
         "nagle": d.nagle,
         "nagle_evidence": {
             "small_segments": d.nagle_evidence.small_segments,
@@ -266,11 +275,12 @@ def timing_table(conns: Iterable[TcpConnection]) -> str:
                 c.index, name, d.segments, f"{z.min}/{_num(z.median, 0)}/{z.p95}/{z.max}", z.sub_mss,
                 f"{d.nagle} ({e.held_until_ack}/{e.small_while_small_unacked})",
                 f"{_q(a.median)}/{_q(a.p95)}/{_num(a.max)}", d.delayed_acks, d.stalls,
-                _num(d.stall_ms_total, 1),
+                _num(d.stall_ms_total, 1), d.retransmitted_bytes, _mbit(d.goodput_bps),
             ])
     headers = [
         "#", "dir", "segments", "size min/med/p95/max (B)", "sub-MSS", "nagle (held/unacked)",
-        "ack delay med/p95/max (ms)", "delayed ACKs", "stalls", "time lost (ms)",
+        "ack delay med/p95/max (ms)", "delayed ACKs", "stalls", "time lost (ms)", "resent (B)",
+        "goodput (Mbit/s)",
     ]
     return tabulate(rows, headers, disable_numparse=True, colalign=_right(headers, 2)) if rows else ""
 
@@ -318,7 +328,8 @@ def connection_detail(c: TcpConnection) -> str:
         [name, getattr(c.c2s, name), getattr(c.s2c, name)]
         for name in (f.name for f in fields(Direction))
         if not is_dataclass(getattr(c.c2s, name))
-        and name not in ("stall_list", "stall_ns_total", "first_data_ts_ns")
+        and name not in ("stall_list", "stall_ns_total", "first_data_ts_ns", "last_data_ts_ns",
+                         "zero_window_ns_total")
     ]
     for label in ("min", "median", "p95", "max"):
         per_dir.append([f"payload size {label} (B)", getattr(c.c2s.sizes, label), getattr(c.s2c.sizes, label)])
@@ -332,6 +343,10 @@ def connection_detail(c: TcpConnection) -> str:
         per_dir.append([f"ack delay {label}{unit}", show(getattr(c.c2s.ack_delay_ms, label)),
                         show(getattr(c.s2c.ack_delay_ms, label))])
     per_dir.append(["time lost in stalls (ms)", _num(c.c2s.stall_ms_total), _num(c.s2c.stall_ms_total)])
+    per_dir.append(["time at zero window (ms)", _num(c.c2s.zero_window_ms_total), _num(c.s2c.zero_window_ms_total)])
+    per_dir.append(["data transfer (ms)", _num(c.c2s.data_ms), _num(c.s2c.data_ms)])
+    for label, attr in (("throughput (Mbit/s)", "throughput_bps"), ("goodput (Mbit/s)", "goodput_bps")):
+        per_dir.append([label, _mbit(getattr(c.c2s, attr)), _mbit(getattr(c.s2c, attr))])
     dirs = tabulate(
         [[k, "-" if a is None else a, "-" if b is None else b] for k, a, b in per_dir],
         ["", "c2s", "s2c"], disable_numparse=True, colalign=("left", "right", "right"),
@@ -349,6 +364,10 @@ def connection_detail(c: TcpConnection) -> str:
                 f"\nresponse first byte (a request's first byte -> its reply's first byte): "
                 f"median {_q(first.median)} ms, p95 {_q(first.p95)} ms, max {_num(first.max)} ms")
     return out
+
+
+def _mbit(bps: float | None) -> str:
+    return _num(None if bps is None else bps / 1e6)
 
 
 def _fmt(value: float | int | None) -> str:

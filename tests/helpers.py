@@ -24,13 +24,14 @@ def ether() -> Ether:
 
 
 def tcp(src: str, dst: str, sport: int, dport: int, flags: str, seq: int = 0, ack: int = 0,
-        payload: bytes = b"", vlan: tuple[int, ...] = (), options: list | None = None) -> bytes:
+        payload: bytes = b"", vlan: tuple[int, ...] = (), options: list | None = None,
+        window: int = 8192) -> bytes:
     """One Ethernet frame carrying a TCP segment."""
     ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
     frame = ether()
     for v in vlan:
         frame = frame / Dot1Q(vlan=v)
-    seg = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, options=options or [])
+    seg = TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, options=options or [], window=window)
     return bytes(frame / ip / seg / payload)
 
 

@@ -113,6 +113,89 @@ def test_retransmission_is_counted(tmp_path):
     assert conn.c2s.retransmissions == 1 and conn.c2s.payload_bytes == 10
 
 
+def _data(seq: int, size: int, ack: int = 5001) -> bytes:
+    return tcp(CLIENT, SERVER, 40000, 5000, "A", seq, ack, b"d" * size)
+
+
+def test_retransmitted_and_unique_bytes_add_up_to_the_payload(tmp_path):
+    """A resend is counted again in payload_bytes and once in retransmitted_bytes; a segment
+    that arrives late (reordered) fills a gap and is new data, not a resend."""
+    frames = handshake() + [
+        _data(1001, 1000), _data(3001, 1000),  # 2001-3000 not seen yet: a gap
+        _data(2001, 1000),  # the gap filled (reordered): new bytes
+        _data(1001, 1000),  # all old: resent
+        _data(3501, 1000),  # half old, half new
+    ]
+    c2s = analyze_frames(tmp_path, frames).tcp.only().c2s
+    assert c2s.payload_bytes == 5000 and c2s.segments == 5
+    assert (c2s.unique_bytes, c2s.retransmitted_bytes) == (3500, 1500)
+    # Data from 3 ms to 7 ms (1 ms apart): 4 ms.
+    assert c2s.data_ms == 4.0
+    assert c2s.throughput_bps == 5000 * 8 / 0.004 and c2s.goodput_bps == 3500 * 8 / 0.004
+    keep_alive = handshake() + [_data(1001, 10), tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 1011),
+                                tcp(CLIENT, SERVER, 40000, 5000, "A", 1010, 5001, b"\0")]
+    c2s = analyze_frames(tmp_path, keep_alive).tcp.only().c2s
+    assert (c2s.payload_bytes, c2s.unique_bytes, c2s.retransmitted_bytes) == (11, 10, 0)
+    assert c2s.data_ms == 2.0 and c2s.throughput_bps == 11 * 8 / 0.002
+    one = analyze_frames(tmp_path, handshake() + [_data(1001, 10)]).tcp.only().c2s
+    assert one.data_ms is None and one.goodput_bps is None  # one segment: no transfer time
+
+
+def test_unique_bytes_across_sequence_wrap_and_a_bounded_number_of_gaps(tmp_path):
+    start = (1 << 32) - 1500  # the sequence numbers wrap inside the transfer
+    frames = handshake(cseq=start - 1)
+    # Every other 100-byte segment (99 gaps), then the others newest first (the first one new).
+    frames += [_data((start + i * 100) & 0xFFFFFFFF, 100) for i in range(0, 200, 2)]
+    frames += [_data((start + i * 100) & 0xFFFFFFFF, 100) for i in range(199, 0, -2)]
+    c2s = analyze_frames(tmp_path, frames).tcp.only().c2s
+    assert c2s.payload_bytes == 20_000
+    # Only the 64 newest gaps are remembered: the 35 oldest fills count as resent.
+    assert (c2s.unique_bytes, c2s.retransmitted_bytes) == (16_500, 3_500)
+    frames = handshake(cseq=start - 1) + [_data((start + i * 100) & 0xFFFFFFFF, 100) for i in (0, 2, 1, 1)]
+    c2s = analyze_frames(tmp_path, frames).tcp.only().c2s
+    assert (c2s.unique_bytes, c2s.retransmitted_bytes) == (300, 100)  # across the wrap, without loss
+
+
+def _window_frames(zero_at: list[int], reopen_at: int, windows: bool = True) -> list[tuple[int, bytes]]:
+    """Handshake with window scaling 2 on the server; the server announces a zero window
+    at the given ms, and a 4096-byte window at ``reopen_at``."""
+    ms = 1_000_000
+    c_opts = [("MSS", 1460), ("WScale", 7)] if windows else [("MSS", 1460)]
+    frames = [
+        (0, tcp(CLIENT, SERVER, 40000, 5000, "S", 1000, options=c_opts, window=64240)),
+        (1 * ms, tcp(SERVER, CLIENT, 5000, 40000, "SA", 5000, 1001, options=[("MSS", 1400), ("WScale", 2)],
+                     window=1000)),  # a SYN's window is never scaled: 1000 bytes
+        (2 * ms, tcp(CLIENT, SERVER, 40000, 5000, "A", 1001, 5001, window=502)),
+        (3 * ms, _data(1001, 1000)),  # reaches 1001 + 1000: the SYN/ACK's window is full
+        (4 * ms, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 2001, window=1024)),  # 4096 bytes (<< 2)
+        (5 * ms, _data(2001, 1000)), (6 * ms, _data(3001, 1000)), (7 * ms, _data(4001, 1000)),
+        (8 * ms, _data(5001, 1096)),  # to 2001 + 4096: full again
+    ]
+    frames += [(t * ms, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 6097, window=0)) for t in zero_at]
+    frames.append((zero_at[-1] * ms + ms // 2, _data(6097, 1)))  # a zero-window probe is not a zero window
+    frames.append((reopen_at * ms, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 6097, window=1024)))
+    frames.append(((reopen_at + 1) * ms, tcp(SERVER, CLIENT, 5000, 40000, "A", 5001, 6097, window=0)))
+    return frames
+
+
+def test_zero_window_and_window_full(tmp_path):
+    """tshark's rules: zero_window on a segment announcing window 0 (no SYN, FIN, RST; not a
+    zero-window probe); window_full on data reaching the edge of the peer's scaled window."""
+    frames = _window_frames(zero_at=[9, 20, 30], reopen_at=59)
+    conn = analyze(write_pcap(tmp_path / "w.pcap", [(T0 + t, f) for t, f in frames])).tcp.only()
+    assert (conn.s2c.zero_windows, conn.c2s.zero_windows) == (4, 0)
+    assert conn.c2s.window_full == 2 and conn.s2c.window_full == 0
+    # 9 -> 59 ms, then 60 ms to the end of the connection (60 ms): 50 ms.
+    assert conn.s2c.zero_window_ms_total == 50.0 and conn.c2s.zero_window_ms_total == 0
+    # Without window scaling on both SYNs the server's 1024 is 1024 bytes: not full at 2001 + 4096.
+    frames = _window_frames(zero_at=[9], reopen_at=10, windows=False)
+    conn = analyze(write_pcap(tmp_path / "w.pcap", [(T0 + t, f) for t, f in frames])).tcp.only()
+    assert conn.c2s.window_full == 1 and conn.s2c.zero_windows == 2
+    # Without the handshake the scaling is unknown: no window_full, as tshark.
+    mid = [(T0 + t, f) for t, f in frames[2:]]
+    assert analyze(write_pcap(tmp_path / "m.pcap", mid)).tcp.only().c2s.window_full == 0
+
+
 def test_vlans_separate_connections_but_not_directions(tmp_path):
     two = analyze_frames(tmp_path, full_connection(vlan=(10,)) + full_connection(vlan=(20,)))
     assert [c.vlan for c in two.tcp] == [(10,), (20,)]

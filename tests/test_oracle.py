@@ -5,8 +5,9 @@ README.md) are copied from ../shared/pcaps so these tests run without it.
 
 What is compared, for every capture tshark could read: the TCP connections'
 endpoints, packets and payload bytes per direction, the initial RTT (within 1 µs;
-also of half-seen handshakes, SYN and ACK without a captured SYN/ACK),
-and the UDP flows' endpoints, datagrams and bytes per direction. Connections are
+also of half-seen handshakes, SYN and ACK without a captured SYN/ACK), the
+zero-window segments, and the UDP flows' endpoints, datagrams and bytes per direction.
+Connections are
 compared per endpoint pair, summed, because sockinspect deliberately splits
 some of tshark's streams; every deliberate difference is listed in DIFFERENCES
 with its reason, and the test checks that it still holds (so a fix shows up).
@@ -140,6 +141,7 @@ def test_matches_tshark(oracle_path: Path) -> None:
     if "tcp" in differs:
         return
     _check_udp(cap, oracle)
+    _check_zero_windows(cap, oracle)
     if "initial_rtt" in differs:
         for conn in cap.tcp:
             expected = OUR_INITIAL_RTT_MS[name][(conn.client.port, conn.server.port)]
@@ -165,6 +167,25 @@ def _check_udp(cap, oracle) -> None:
         for f in oracle["udp_flows"]
     })
     assert ours == theirs
+
+
+def _check_zero_windows(cap, oracle) -> None:
+    """Segments announcing a zero window (tshark's tcp.analysis.zero_window), per endpoint pair."""
+    ours, theirs = defaultdict(int), defaultdict(int)
+    for c in cap.tcp:
+        ours[frozenset([(c.client.addr, c.client.port), (c.server.addr, c.server.port)])] += (
+            c.c2s.zero_windows + c.s2c.zero_windows)
+    for s in oracle["tcp_streams"]:
+        theirs[frozenset([_ep(s["client"]), _ep(s["server"])])] += s["zero_window"]
+    assert {k: v for k, v in ours.items() if v} == {k: v for k, v in theirs.items() if v}
+
+
+def test_zero_windows_are_in_the_corpus() -> None:
+    """zeek__206_example_b.pcap: the client announces a zero window 57 times (tshark)."""
+    assert [s["zero_window"] for s in _oracle(ORACLE / "zeek__206_example_b.pcap.json")["tcp_streams"]][0] == 57
+    conn = analyze(CORPUS / "zeek__206_example_b.pcap").tcp[0]
+    assert (conn.c2s.zero_windows, conn.s2c.zero_windows) == (57, 0)
+    assert conn.c2s.zero_window_ms_total > 0
 
 
 def _half_seen(s: dict) -> bool:
