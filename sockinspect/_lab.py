@@ -3,6 +3,7 @@ figures measured in this run. Pure: takes the runs, returns text."""
 
 from __future__ import annotations
 
+from ._delays import held_decimals_ms
 from ._metrics import stats_from_values
 from ._model import TcpConnection
 from ._run import Run
@@ -30,7 +31,13 @@ def _conns(results: dict[str, list[Run]], name: str) -> list[TcpConnection]:
 
 
 def _ms(value: float | None) -> str:
+    """An exact duration, to the µs."""
     return "-" if value is None else f"{value:.3f} ms"
+
+
+def _sketched_ms(value: float | None) -> str:
+    """A median or p95 from a bounded sketch: only the digits it holds (docs/json.md)."""
+    return "-" if value is None else f"{value:.{max(held_decimals_ms(value), 0)}f} ms"
 
 
 def _median(values: list[float]) -> float | None:
@@ -58,13 +65,14 @@ def _flow(results: dict[str, list[Run]]) -> str:
     sentences = []
     echo = _conns(results, "echo")
     if echo:
-        synack = _median([c.handshake.syn_synack_ms for c in echo])
-        ack = _median([c.handshake.synack_ack_ms for c in echo])
-        rtt = _median([c.handshake.rtt_ms for c in echo])
+        # The parts of one connection's handshake (the median one by RTT), so that they add up.
+        timed = sorted((c for c in echo if c.handshake.rtt_ms is not None), key=lambda c: c.handshake.rtt_ms)
+        hs = timed[(len(timed) - 1) // 2].handshake if timed else echo[0].handshake
         sentences.append(
             f"Part 2 (echo): each of the {len(echo)} requests is its own TCP connection. It opens with the "
-            f"three-way handshake: SYN, then SYN/ACK after a median {_ms(synack)}, "
-            f"then the client's ACK {_ms(ack)} later (handshake RTT {_ms(rtt)}). The client then sends its "
+            f"three-way handshake: SYN, then SYN/ACK after {_ms(hs.syn_synack_ms)}, then the client's ACK "
+            f"{_ms(hs.synack_ack_ms)} later (handshake RTT {_ms(hs.rtt_ms)}, the median of the {len(echo)} "
+            f"connections). The client then sends its "
             f"request ({', '.join(str(c.c2s.payload_bytes) for c in echo)} bytes) and the server its reply "
             f"({', '.join(str(c.s2c.payload_bytes) for c in echo)} bytes); each side acknowledges what it "
             f"received. Teardown: the {_closer(echo)} sends the first FIN, the other side answers with its own "
@@ -144,7 +152,7 @@ def _udp_vs_tcp(results: dict[str, list[Run]]) -> str:
     first_reply = [_syn_to_reply_ms(c) for c in tcp]
     hs = _median([c.handshake.rtt_ms for c in tcp])
     return (
-        f"UDP: a message and its echo took a median {_ms(udp_rtt)} ({sum(f.rtt_ms.count for f in udp)} "
+        f"UDP: a message and its echo took a median {_sketched_ms(udp_rtt)} ({sum(f.rtt_ms.count for f in udp)} "
         f"round trips, no connection set-up). TCP with a new connection per message: {_ms(_median(first_reply))} "
         f"median from the SYN to the reply, of which the handshake alone took {_ms(hs)} before the first data "
         f"byte could be sent, and each connection also needs its teardown ({len(tcp)} connections). For one "
@@ -184,9 +192,9 @@ def _delayed_ack(results: dict[str, list[Run]]) -> str:
         "delays that ACK (Linux: at least 40 ms) hoping to piggyback it on data, which it cannot send before "
         f"it has the whole request. Measured: the server delayed {on.c2s.delayed_acks} ACKs (median "
         f"{_ms(_median(delays))}), and {on.c2s.stalls} requests stalled, losing {on.c2s.stall_ms_total:.1f} ms "
-        f"in all; the median request took {_ms(on.request_latency_ms.median)} with Nagle on against "
-        f"{_ms(off.request_latency_ms.median)} with TCP_NODELAY ({off.c2s.stalls} stalls). Linux's quick-ACK "
-        "mode at connection start acknowledges the first segments at once, which is why the first request "
+        f"in all; the median request took {_sketched_ms(on.request_latency_ms.median)} with Nagle on against "
+        f"{_sketched_ms(off.request_latency_ms.median)} with TCP_NODELAY ({off.c2s.stalls} stalls). Linux's "
+        "quick-ACK mode at connection start acknowledges the first segments at once, which is why the first request "
         "or two do not stall."
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+from ._delays import held_decimals_ms
 from ._model import Direction, TcpConnection, UdpFlow
 
 __all__ = [
@@ -188,8 +189,14 @@ def assert_request_latency(conn: TcpConnection, max_ms: float, statistic: str = 
         _fail(conn, "requests answered by replies", "no request followed by a reply")
     value = getattr(lat, statistic)
     if value > max_ms:
+        shown = f"{value:.3f}" if statistic == "max" else _sketched(value)  # max is exact
         _fail(conn, f"request latency ({statistic}) at most {max_ms} ms",
-              f"{value:.3f} ms over {lat.count} requests (median {lat.median:.3f} ms)")
+              f"{shown} ms over {lat.count} requests (median {_sketched(lat.median)} ms)")
+
+
+def _sketched(ms: float) -> str:
+    """min and max are exact; a median or p95 only holds the digits its sketch bucket does."""
+    return f"{ms:.{max(held_decimals_ms(ms), 0)}f}"
 
 
 def assert_udp_replies(flow: UdpFlow) -> None:

@@ -21,6 +21,7 @@ import pytest
 import sockinspect
 from sockinspect._capture import can_capture
 from sockinspect._cli import main
+from sockinspect._delays import held_decimals_ms
 from sockinspect._run import OWNER_FILE, STATE_DIR_VAR, Owner, _proc_stat, clean_leftovers, cross_check
 from sockinspect._topology import NetnsPair, leftovers
 from sockinspect.assertions import (
@@ -137,6 +138,14 @@ def test_lab_answers_every_question_with_numbers(tmp_path, capsys):
         assert re.search(r"\d", match.group(1)), f"answer {q} has no measured figure"
     assert "ephemeral range 32768-60999" in answers
     assert "= 0`" in answers  # bind() returning 0, from the trace
+    # b): one connection's handshake, whose parts add up (µs rounding aside)
+    synack, ack, rtt = map(float, re.search(
+        r"SYN/ACK after ([\d.]+) ms, then the client's ACK ([\d.]+) ms later \(handshake RTT ([\d.]+) ms", answers
+    ).groups())
+    assert abs(synack + ack - rtt) <= 0.002
+    # g): a median from the latency sketch shows no more digits than the sketch holds
+    median = re.search(r"the median request took ([\d.]+) ms with Nagle on", answers).group(1)
+    assert len(median.partition(".")[2]) <= max(held_decimals_ms(float(median)), 0)
     assert len(list(tmp_path.glob("*.pcap"))) == 8
 
 
