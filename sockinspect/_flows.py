@@ -79,7 +79,7 @@ class _Side:
             segments=self.segments,
             frame_bytes=self.frame_bytes,
             sizes=sizes_from_counts(self.sizes, timeline.mss),
-            mss=opts.mss if opts else None,
+            mss_option=opts.mss if opts else None,
             wscale=opts.wscale if opts else None,
             sack_perm=opts.sack_perm if opts else None,
             timestamps=opts.timestamps if opts else None,

@@ -56,7 +56,7 @@ def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:
         edges = [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
                  (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
     buckets = [0] * len(edges)
-    sub = 0
+    sub = over = 0
     for value, count in counts.items():
         for i, (_label, lo, hi) in enumerate(edges):
             if lo <= value <= hi:
@@ -64,9 +64,11 @@ def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:
                 break
         if mss is not None and value < mss:
             sub += count
+        elif mss is not None and value > mss:
+            over += count
     histogram = tuple((label, n) for (label, _lo, _hi), n in zip(edges, buckets, strict=True))
     return Sizes(count=st.count, min=st.min, median=st.median, p95=st.p95, max=st.max, mss=mss,
-                 sub_mss=sub, histogram=histogram)
+                 sub_mss=sub, over_mss=over, histogram=histogram)
 
 
 def stats_from_values(values: Sequence[float]) -> Stats:

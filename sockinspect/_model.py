@@ -50,6 +50,7 @@ class Sizes:
     max: int | None = None
     mss: int | None = None  # the full-sized payload the buckets use (None: not known)
     sub_mss: int = 0  # segments smaller than ``mss``
+    over_mss: int = 0  # segments larger than ``mss``: segmentation offload at the capture host
     histogram: tuple[tuple[str, int], ...] = ()  # (bucket label, segments)
 
 
@@ -112,7 +113,7 @@ class Direction:
     segments: int = 0  # segments carrying payload
     frame_bytes: int = 0  # wire length of the frames, link header included
     sizes: Sizes = field(default_factory=Sizes)
-    mss: int | None = None  # from this side's SYN options
+    mss_option: int | None = None  # the MSS option of this side's SYN: the largest segment it accepts
     wscale: int | None = None
     sack_perm: bool | None = None
     timestamps: bool | None = None
@@ -137,6 +138,17 @@ class Direction:
     @property
     def stall_ms_total(self) -> float:
         return self.stall_ns_total / 1e6
+
+    @property
+    def segments_over_mss(self) -> int:
+        return self.sizes.over_mss
+
+    @property
+    def offload_suspected(self) -> bool | None:
+        """Segments larger than the peer's MSS allows: the capture saw them before segmentation
+        (TSO/GSO on the sending host) or after coalescing (GRO/LRO on the receiving host), not
+        as the wire carried them. None without a handshake (the MSS is not known)."""
+        return None if self.sizes.mss is None else self.sizes.over_mss > 0
 
     @property
     def zero_window_ms_total(self) -> float:

@@ -44,7 +44,9 @@ def _direction(d: Direction) -> dict[str, Any]:
             "sub_mss": d.sizes.sub_mss,
             "histogram": dict(d.sizes.histogram),
         },
-        "mss": d.mss,
+        "mss_option": d.mss_option,
+        "segments_over_mss": d.segments_over_mss,
+        "offload_suspected": d.offload_suspected,
         "wscale": d.wscale,
         "sack_perm": d.sack_perm,
         "timestamps": d.timestamps,
@@ -296,6 +298,20 @@ def _right(headers: list[str], first_numeric: int) -> list[str]:
     return ["right"] + ["left"] * (first_numeric - 1) + ["right"] * (len(headers) - first_numeric)
 
 
+def offload_notes(conns: Iterable[TcpConnection]) -> list[str]:
+    """One line per direction whose segments exceed the MSS: segmentation offload."""
+    notes = []
+    for c in conns:
+        for name in ("c2s", "s2c"):
+            d: Direction = getattr(c, name)
+            if d.offload_suspected:
+                notes.append(
+                    f"note: #{c.index} {name}: {d.segments_over_mss} segments larger than the MSS "
+                    f"({d.sizes.mss} B), up to {d.sizes.max} B: the capture host used segmentation "
+                    "offload (TSO/GSO/GRO), so sizes are what the kernel handled, not the packets on the wire")
+    return notes
+
+
 def defects_line(cap: Capture) -> str | None:
     if not cap.defects:
         return None
@@ -334,6 +350,8 @@ def connection_detail(c: TcpConnection) -> str:
     for label in ("min", "median", "p95", "max"):
         per_dir.append([f"payload size {label} (B)", getattr(c.c2s.sizes, label), getattr(c.s2c.sizes, label)])
     per_dir.append(["sub-MSS segments", c.c2s.sizes.sub_mss, c.s2c.sizes.sub_mss])
+    per_dir.append(["full-sized segment: the peer's MSS (B)", c.c2s.sizes.mss, c.s2c.sizes.mss])
+    per_dir.append(["segments over that MSS", c.c2s.segments_over_mss, c.s2c.segments_over_mss])
     for label in ("held_until_ack", "small_while_small_unacked"):
         per_dir.append([f"nagle evidence: {label}", getattr(c.c2s.nagle_evidence, label),
                         getattr(c.s2c.nagle_evidence, label)])
@@ -352,6 +370,9 @@ def connection_detail(c: TcpConnection) -> str:
         ["", "c2s", "s2c"], disable_numparse=True, colalign=("left", "right", "right"),
     )
     out = f"{table}\n\n{dirs}"
+    notes = offload_notes([c])
+    if notes:
+        out += "\n\n" + "\n".join(notes)
     for name in ("c2s", "s2c"):
         d: Direction = getattr(c, name)
         if d.stall_list:
@@ -426,6 +447,9 @@ def text_report(cap: Capture, tcp: list[TcpConnection], udp: list[UdpFlow]) -> s
             parts.append("\nSegment sizes, Nagle and delayed ACKs (per sending direction)\n" + timing)
     if udp:
         parts.append("\nUDP flows\n" + udp_table(udp))
+    notes = offload_notes(tcp)
+    if notes:
+        parts.append("\n" + "\n".join(notes))
     extra = defects_line(cap)
     if extra:
         parts.append("\n" + extra)

@@ -29,7 +29,7 @@ def test_full_connection(tmp_path):
     assert conn.handshake.rtt_ms == 2.0
     assert (conn.c2s.packets, conn.c2s.payload_bytes, conn.c2s.segments) == (5, 5, 1)
     assert (conn.s2c.packets, conn.s2c.payload_bytes, conn.s2c.segments) == (3, 6, 1)
-    assert (conn.c2s.mss, conn.c2s.wscale, conn.s2c.mss, conn.s2c.wscale) == (1460, 7, 1400, None)
+    assert (conn.c2s.mss_option, conn.c2s.wscale, conn.s2c.mss_option, conn.s2c.wscale) == (1460, 7, 1400, None)
     assert conn.client_port_ephemeral_linux and not conn.client_port_ephemeral_iana
     assert conn.duration_ms == 7.0  # 8 packets, 1 ms apart
 
@@ -154,6 +154,29 @@ def test_unique_bytes_across_sequence_wrap_and_a_bounded_number_of_gaps(tmp_path
     frames = handshake(cseq=start - 1) + [_data((start + i * 100) & 0xFFFFFFFF, 100) for i in (0, 2, 1, 1)]
     c2s = analyze_frames(tmp_path, frames).tcp.only().c2s
     assert (c2s.unique_bytes, c2s.retransmitted_bytes) == (300, 100)  # across the wrap, without loss
+
+
+def test_segments_over_the_mss_say_segmentation_offload(tmp_path):
+    """The MSS option and the largest segment are different facts: a capture taken on a host
+    with TSO/GSO sees segments larger than the peer's MSS, and the report says why."""
+    from sockinspect._report import connection_detail, text_report
+
+    frames = handshake() + [_data(1001, 1400), _data(2401, 2800), _data(5201, 4200)]  # the server's MSS: 1400
+    cap = analyze_frames(tmp_path, frames)
+    conn = cap.tcp.only()
+    assert (conn.c2s.mss_option, conn.s2c.mss_option) == (1460, 1400)
+    assert (conn.c2s.sizes.mss, conn.c2s.sizes.max) == (1400, 4200)
+    assert conn.c2s.segments_over_mss == 2 and conn.c2s.offload_suspected is True
+    assert conn.s2c.segments_over_mss == 0 and conn.s2c.offload_suspected is False
+    doc = to_dict(cap, cap.tcp, cap.udp)["tcp"][0]["c2s"]
+    assert (doc["mss_option"], doc["segments_over_mss"], doc["offload_suspected"]) == (1460, 2, True)
+    assert "mss" not in doc  # renamed in schema 2: the option is mss_option, the largest segment sizes.max
+    note = "note: #0 c2s: 2 segments larger than the MSS (1400 B), up to 4200 B: the capture host used " \
+           "segmentation offload"
+    assert note in text_report(cap, list(cap.tcp), []) and note in connection_detail(conn)
+    mid = analyze_frames(tmp_path, frames[3:]).tcp.only()
+    assert mid.c2s.offload_suspected is None and mid.c2s.segments_over_mss == 0  # no MSS known
+    assert "note:" not in text_report(cap, [], [])
 
 
 def _window_frames(zero_at: list[int], reopen_at: int, windows: bool = True) -> list[tuple[int, bytes]]:
