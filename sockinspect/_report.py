@@ -16,7 +16,7 @@ from ._delays import held_decimals_ms
 from ._metrics import CONN_STATES, stats_from_values
 from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: request_latency_ms to the reply's last byte, mss renamed mss_option (docs/json.md)
 
 
 # -- JSON ---------------------------------------------------------------------
