@@ -156,6 +156,35 @@ def test_unique_bytes_across_sequence_wrap_and_a_bounded_number_of_gaps(tmp_path
     assert (c2s.unique_bytes, c2s.retransmitted_bytes) == (300, 100)  # across the wrap, without loss
 
 
+def test_json_times_keep_a_nanosecond_capture_s_digits(tmp_path):
+    """A float at today's epoch holds about 0.24 µs: the *_ts_ns twins hold every digit."""
+    t0 = T0 + 123_456_789
+    frames = [(t0 + i * 1_000_001, f) for i, f in enumerate(full_connection())]
+    cap = analyze(write_pcap(tmp_path / "ns.pcap", frames, nano=True))
+    assert int(round(t0 / 1e9 * 1e9)) != t0  # the float alone loses digits
+    doc = to_dict(cap, cap.tcp, cap.udp)
+    conn = doc["tcp"][0]
+    assert (doc["first_ts_ns"], doc["last_ts_ns"]) == (t0, t0 + 7 * 1_000_001)
+    assert doc["first_ts"] == t0 / 1e9
+    assert (conn["first_ts_ns"], conn["handshake"]["syn_ts_ns"], conn["handshake"]["ack_ts_ns"]) == (
+        t0, t0, t0 + 2 * 1_000_001)
+    assert (conn["c2s"]["first_data_ts_ns"], conn["s2c"]["last_data_ts_ns"]) == (t0 + 3_000_003, t0 + 4_000_004)
+    keys = {k for k in _all_keys(doc) if k.endswith("_ts")}
+    assert keys and all(k + "_ns" in _all_keys(doc) for k in keys)
+
+
+def _all_keys(obj, out=None) -> set:
+    out = set() if out is None else out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.add(k)
+            _all_keys(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _all_keys(v, out)
+    return out
+
+
 def test_segments_over_the_mss_say_segmentation_offload(tmp_path):
     """The MSS option and the largest segment are different facts: a capture taken on a host
     with TSO/GSO sees segments larger than the peer's MSS, and the report says why."""
