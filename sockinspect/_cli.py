@@ -23,10 +23,19 @@ from . import __version__
 from ._analyze import analyze, gc_paused
 from ._capture import LiveCapture, can_capture
 from ._check import load_rules_file, parse_rules, run_checks
+from ._documents import (
+    DOCUMENTS,
+    capture_document,
+    check_document,
+    cleanup_document,
+    compare_document,
+    dumps,
+    run_document,
+)
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._read import capture_paths, is_fifo
-from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows, to_dict
+from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
 from ._run import (
     STAGE_PREFIX,
     Lease,
@@ -41,6 +50,8 @@ from ._run import (
     spawn,
 )
 from ._scenarios import SCENARIOS, Options
+from ._schema import for_document
+from ._schema import load as load_schema
 from .errors import SockinspectError, UsageError
 
 
@@ -52,18 +63,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 CHECK_KEYS_HELP = """\
-keys:
-  a dotted path, as docs/json.md names it:  handshake.rtt_ms, c2s.sizes.max, udp.rtt_ms.max
-  a list element, from 0 (-1 the last):       c2s.stall_list[0].ack_delay_ms, vlan[0]
-                                              (past the end: null)
-  every element of a list:                    'c2s.stall_list[].gap_ms < 250' passes when
-                                              each stall's does, and when there is none
-  a key that is not a name, quoted:           'c2s.sizes.histogram[">1448"] == 0'
-                                              (buckets follow the MSS; one it lacks is null)
-values: a number, true/false/null, a bare word (SF, off) or a quoted string; for in / not in
-a list [SF, S1]. A comparison with null (not measured) fails, except == null.
-limits: a rule nests at most 32 brackets; a rules file is at most 1 MiB, with no tables,
-dotted keys or inline tables.
+keys (every one: sockinspect schema capture; or docs/json.md in the sources):
+  a dotted path:             handshake.rtt_ms, c2s.sizes.max, udp.rtt_ms.max
+  a list element, from 0:    c2s.stall_list[0].ack_delay_ms, vlan[-1] (the last;
+                             past the end: null)
+  every element of a list:   'c2s.stall_list[].gap_ms < 250' passes when each
+                             stall's does, and when there is none
+  a key that is not a name:  'c2s.sizes.histogram["1-63"] == 0' (buckets follow
+                             the MSS, e.g. ">1448"; one it lacks is null)
+values: a number, true/false/null, a bare word (SF, off) or a quoted string;
+for in / not in a list [SF, S1]. A comparison with null (not measured) fails,
+except == null.
+limits: a rule nests at most 32 brackets; a rules file is at most 1 MiB, with
+no tables, dotted keys or inline tables.
 """
 
 
@@ -87,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("files", nargs="+", metavar="FILE",
                     help="capture file (pcap, pcapng, optionally gzip), a directory of them, or - for standard input")
     fmt = an.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON document per file, one per line (docs/json.md)")
+    fmt.add_argument("--json", action="store_true",
+                     help="one JSON document per file, one per line (keys: sockinspect schema capture)")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per connection and flow")
     an.add_argument("--port", type=_port, action="append", help="only connections/flows with this port (repeatable)")
     an.add_argument("--host", type=_host, action="append",
@@ -104,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="check rules against every selected connection (exit 1 when one fails)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Apply rules over the JSON keys of docs/json.md to every selected TCP connection\n"
-        "(or UDP flow, for rules starting with 'udp.'). A rule is KEY OP VALUE, e.g.\n"
-        "'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off', 'state in [SF, S1]'.\n"
-        "Exit 0 when all pass, 1 when any fails, 2 for a bad rule or unreadable capture.",
+        description="Apply rules over the keys of the JSON document to every selected TCP\n"
+        "connection (or UDP flow, for rules starting with 'udp.'). A rule is KEY OP\n"
+        "VALUE, e.g. 'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off',\n"
+        "'state in [SF, S1]'. Exit 0 when all pass, 1 when any fails, 2 for a bad rule\n"
+        "or an unreadable capture.",
         epilog=CHECK_KEYS_HELP,
     )
     ck.add_argument("capture", metavar="CAPTURE", help="capture file")
@@ -152,11 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", metavar="PATH",
                     help="directory for the captures (default captures/SCENARIO), or a .pcap file "
                     "for a scenario that makes one capture")
-    rc.add_argument("--connections", type=_positive, default=20, help="handshake: connections (default 20)")
-    rc.add_argument("--requests", type=_positive, default=25, help="nagle: requests per run (default 25)")
-    rc.add_argument("--messages", type=_positive, default=10, help="udp-vs-tcp: messages (default 10)")
-    rc.add_argument("--size", type=_size, default=4 << 20, help="file: bytes of random data (default 4M; K/M/G)")
-    rc.add_argument("--file", help="file: send this file instead of random data")
+    rc.add_argument("--connections", type=_positive, help="handshake: connections (default 20)")
+    rc.add_argument("--requests", type=_positive, help="nagle: requests per run (default 25)")
+    rc.add_argument("--messages", type=_positive, help="udp-vs-tcp: messages (default 10)")
+    rc.add_argument("--size", type=_size, help="file: bytes of random data (default 4M; K/M/G)")
+    rc.add_argument("--file", type=Path, help="file: send this file instead of random data")
     rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
     rc.set_defaults(run=_cmd_run_and_capture)
 
@@ -176,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("-n", "--dry-run", action="store_true", help="say what would be removed; remove nothing")
     cl.add_argument("--json", action="store_true", help="one JSON document: what was found, what was done, why")
     cl.set_defaults(run=_cmd_cleanup)
+
+    sc = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the documents --json prints",
+        description="Print the JSON Schema (draft 2020-12) of the JSON documents: every key, "
+        "its type and its meaning. Without DOCUMENT, all of them (under $defs).",
+    )
+    sc.add_argument("document", nargs="?", choices=DOCUMENTS, metavar="DOCUMENT",
+                    help=f"only this one: {', '.join(DOCUMENTS)} (analyze --json prints capture documents)")
+    sc.set_defaults(run=_cmd_schema)
     return parser
 
 
@@ -321,7 +345,7 @@ def _report_files(args: argparse.Namespace) -> int:
                 continue
             tcp, udp = Selection(c for c in tcp if c.index == args.connection), Selection()
         if args.json:
-            print(json.dumps(to_dict(cap, tcp, udp), separators=(",", ":")))
+            print(dumps(capture_document(cap, tcp, udp)))
         elif args.csv:
             print(csv_text(to_csv_rows(cap, tcp, udp), header=first_csv), end="")
             first_csv = False
@@ -358,8 +382,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         tcp, udp = _select(cap, args.port, args.host)
         caps.append((cap, list(tcp), list(udp)))
     if args.json:
-        docs = [to_dict(cap, tcp, udp) for cap, tcp, udp in caps]
-        print(json.dumps({"schema_version": docs[0]["schema_version"], "compare": docs}, separators=(",", ":")))
+        print(dumps(compare_document(caps)))
     elif args.csv:
         rows = [row for cap, tcp, udp in caps for row in to_csv_rows(cap, tcp, udp)]
         print(csv_text(rows), end="")
@@ -394,12 +417,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     outcome = run_checks(cap, rules, list(tcp), list(udp))
     results, failed = outcome.results, outcome.failed
     if args.json:
-        print(json.dumps({
-            "schema_version": 1, "file": cap.file, "passed": failed == 0,
-            "results": [{"rule": r.rule.text, "subject": r.subject, "passed": r.passed, "seen": r.seen}
-                        for r in results],
-            "unchecked": [rule.text for rule in outcome.unchecked],
-        }))
+        print(dumps(check_document(cap, outcome)))
     else:
         for r in results:
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.subject}  {r.rule.text}  (seen {json.dumps(r.seen)})")
@@ -430,7 +448,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         return 2
     stats = live.stats
     if args.json:
-        print(json.dumps(to_dict(cap, cap.tcp, cap.udp), separators=(",", ":")))
+        print(dumps(capture_document(cap, cap.tcp, cap.udp)))
     else:
         print(text_report(cap, list(cap.tcp), list(cap.udp)))
     print(f"sockinspect capture: {stats.packets} packets written to {args.output}, "
@@ -479,7 +497,18 @@ def _reexec_in_user_namespace() -> int | None:
                 return sig.exit_status
 
 
+# run-and-capture options -> the scenario they belong to
+SCENARIO_OPTIONS = {"connections": "handshake", "requests": "nagle", "messages": "udp-vs-tcp", "size": "file",
+                    "file": "file"}
+
+
 def _cmd_run_and_capture(args: argparse.Namespace) -> int:
+    given = {key: getattr(args, key) for key in SCENARIO_OPTIONS if getattr(args, key) is not None}
+    for key in given:
+        if args.scenario not in (SCENARIO_OPTIONS[key], "lab"):
+            print(f"sockinspect run-and-capture: error: --{key} is an option of the {SCENARIO_OPTIONS[key]} "
+                  f"scenario (and lab), not of {args.scenario}", file=sys.stderr)
+            return 2
     if args.topology == "loopback":
         outer = os.environ.get(USERNS_FLAG, "")
         if outer:  # the inner run: end (cleanly) with the outer one
@@ -489,9 +518,8 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
         if code is not None:
             return code
     names = list(SCENARIOS) if args.scenario == "lab" else [args.scenario]
-    opts = Options(connections=args.connections, requests=args.requests, messages=args.messages,
-                   size=args.size, file=Path(args.file) if args.file else None)
-    if args.file and not Path(args.file).is_file():
+    opts = Options(**given)
+    if args.file and not args.file.is_file():
         print(f"sockinspect run-and-capture: error: {args.file}: no such file", file=sys.stderr)
         return 2
     out = Path(args.output) if args.output else Path("captures") / args.scenario
@@ -554,6 +582,12 @@ def _tell_removed(items: list[Leftover]) -> None:
               file=sys.stderr)
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    schema = load_schema()
+    print(json.dumps(for_document(schema, args.document) if args.document else schema, indent=2))
+    return 0
+
+
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs] or ([Path("captures")] if Path("captures").is_dir() else [])
     for d in dirs:
@@ -567,9 +601,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
         return 2
     failed = sum(item.action == "failed" for item in items)
     if args.json:
-        print(json.dumps({"schema_version": 1, "dry_run": args.dry_run,
-                          "items": [{"kind": i.kind, "name": i.name, "owner_pid": i.owner_pid, "action": i.action,
-                                     "reason": i.reason} for i in items]}))
+        print(dumps(cleanup_document(items, args.dry_run)))
     else:
         for i in items:
             print(f"{i.action:<12}  {i.kind:<6}  {i.name}  ({i.reason})")
@@ -584,8 +616,7 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
         for run in runs:
             cap = run.analysis
             if args.json:
-                print(json.dumps({**to_dict(cap, cap.tcp, cap.udp), "scenario": name, "run": run.label,
-                                  "problems": run.problems}, separators=(",", ":")))
+                print(dumps(run_document(name, run)))
             else:
                 print(f"== {name}: {run.label} -> {run.capture}")
                 print(text_report(cap, list(cap.tcp), list(cap.udp)))

@@ -304,4 +304,5 @@ def test_help_shows_the_key_syntax(capsys):
     out = capsys.readouterr().out
     assert exit_.value.code == 0
     assert "c2s.stall_list[0].ack_delay_ms" in out and "c2s.stall_list[].gap_ms < 250" in out
-    assert 'histogram[">1448"]' in out and "at most 1 MiB" in out
+    assert 'histogram["1-63"]' in out and "at most 1 MiB" in out and "sockinspect schema capture" in out
+    assert max(map(len, out.splitlines())) <= 80

@@ -170,3 +170,11 @@ def test_readme_compare_example_is_what_the_tool_prints(capsys, monkeypatch):
     code, out, _ = run(capsys, "analyze", "tests/data/nagle/nagle-on.pcap", "tests/data/nagle/nodelay.pcap",
                        "--compare")
     assert code == 0 and out in (root / "README.md").read_text()
+
+
+@pytest.mark.parametrize(("scenario", "option"), [("echo", "--requests=5"), ("nagle", "--size=1M"),
+                                                  ("file", "--connections=3"), ("chat", "--messages=2")])
+def test_run_and_capture_refuses_an_option_of_another_scenario(capsys, scenario, option):
+    assert main(["run-and-capture", scenario, option]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"{option.split('=')[0]} is an option of the" in err[0] and f"not of {scenario}" in err[0]

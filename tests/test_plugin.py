@@ -96,3 +96,17 @@ def test_require_capture_from_the_ini_file(pytester, ini, outcome):
 def test_require_capture_is_in_the_help(pytester):
     pytester.runpytest_subprocess("--help").stdout.fnmatch_lines(
         ["*--sockinspect-require-capture*", "*sockinspect_require_capture*"])
+
+
+def test_the_readme_example_runs_as_written(pytester):
+    """The README's plugin example is a whole test file: fixture, imports and all."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme[readme.index("**pytest plugin**"):].split("```python\n", 1)[1].split("```", 1)[0]
+    pytester.makepyfile(test_readme=block)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    if no_capture is not None:
+        result.assert_outcomes(skipped=1)
+    else:
+        result.assert_outcomes(passed=1)
