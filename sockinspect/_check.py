@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ._delays import Stall
+from ._documents import tcp_to_dict, udp_to_dict
 from ._model import Capture, Direction, Endpoint, Handshake, Stats, TcpConnection, UdpDirection, UdpFlow
-from ._report import tcp_to_dict, udp_to_dict
 from ._rules import MAX_NESTING, Rule, parse_rule, validate
 from .errors import UsageError
 

@@ -294,10 +294,9 @@ def _progress_printer(path: str):  # noqa: ANN202
     return show
 
 
-def _analyze_file(path: str, warn: bool = True, workers: int = 0) -> Capture | None:
+def _analyze_file(path: str, workers: int = 0) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
-    With ``warn``, warnings about a partly readable file go to stderr (the text report
-    prints them itself)."""
+    Warnings about a partly readable file go to stderr, whatever the output format."""
     if is_fifo(path):
         print(f"sockinspect: {path} is a FIFO: waiting for a program to write a capture into it "
               "(Ctrl-C to stop)", file=sys.stderr, flush=True)
@@ -310,9 +309,13 @@ def _analyze_file(path: str, warn: bool = True, workers: int = 0) -> Capture | N
     finally:
         if progress:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
-    for warning in cap.warnings if warn else ():
-        print(f"warning: {path}: {warning}", file=sys.stderr)
+    _print_warnings(cap)
     return cap
+
+
+def _print_warnings(cap: Capture) -> None:
+    for warning in cap.warnings:
+        print(f"warning: {cap.file}: {warning}", file=sys.stderr)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -330,9 +333,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
-    text = not (args.json or args.csv) and args.connection is None
     for path in args.files:
-        cap = _analyze_file(path, warn=not text, workers=args.workers)
+        cap = _analyze_file(path, workers=args.workers)
         if cap is None:
             status = 2
             continue
@@ -447,6 +449,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
         print(f"sockinspect capture: error: {exc}", file=sys.stderr)
         return 2
     stats = live.stats
+    _print_warnings(cap)
     if args.json:
         print(dumps(capture_document(cap, cap.tcp, cap.udp)))
     else:
@@ -615,6 +618,7 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
     for name, runs in results.items():
         for run in runs:
             cap = run.analysis
+            _print_warnings(cap)
             if args.json:
                 print(dumps(run_document(name, run)))
             else:

@@ -1,5 +1,5 @@
-"""Render analysis records: JSON documents (an interface, see docs/json.md),
-CSV rows, and tables for people (tabulate). Pure: returns strings."""
+"""Render analysis records for people and spreadsheets: tables (tabulate) and CSV
+rows. The JSON documents are built in ``_documents``. Pure: returns strings."""
 
 from __future__ import annotations
 
@@ -13,167 +13,9 @@ from typing import Any
 from tabulate import tabulate
 
 from ._delays import held_decimals_ms
+from ._documents import _round
 from ._metrics import CONN_STATES, stats_from_values
-from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
-
-SCHEMA_VERSION = 2  # 2: request_latency_ms to the reply's last byte, mss renamed mss_option (docs/json.md)
-
-
-# -- JSON ---------------------------------------------------------------------
-
-
-def _round(value: float | None, digits: int = 6) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _stats(s: Stats | Sizes) -> dict[str, Any]:
-    return {"count": s.count, "min": s.min, "median": s.median, "p95": s.p95, "max": s.max}
-
-
-def _direction(d: Direction) -> dict[str, Any]:
-    return {
-        "packets": d.packets,
-        "payload_bytes": d.payload_bytes,
-        "unique_bytes": d.unique_bytes,
-        "retransmitted_bytes": d.retransmitted_bytes,
-        "segments": d.segments,
-        "frame_bytes": d.frame_bytes,
-        "sizes": {
-            **_stats(d.sizes),
-            "mss": d.sizes.mss,
-            "sub_mss": d.sizes.sub_mss,
-            "histogram": dict(d.sizes.histogram),
-        },
-        "mss_option": d.mss_option,
-        "segments_over_mss": d.segments_over_mss,
-        "offload_suspected": d.offload_suspected,
-        "wscale": d.wscale,
-        "sack_perm": d.sack_perm,
-        "timestamps": d.timestamps,
-        "retransmissions": d.retransmissions,
-        "fins": d.fins,
-        "rsts": d.rsts,
-        "first_data_ts": _ts(d.first_data_ts_ns),
-        "first_data_ts_ns": d.first_data_ts_ns,
-        "last_data_ts": _ts(d.last_data_ts_ns),
-        "last_data_ts_ns": d.last_data_ts_ns,
-        "data_ms": _round(d.data_ms),
-        "throughput_bps": _round(d.throughput_bps, 1),
-        "goodput_bps": _round(d.goodput_bps, 1),
-        "zero_windows": d.zero_windows,
-        "zero_window_ms_total": _round(d.zero_window_ms_total),
-        "window_full": d.window_full,
-        "nagle": d.nagle,
-        "nagle_evidence": {
-            "small_segments": d.nagle_evidence.small_segments,
-            "held_until_ack": d.nagle_evidence.held_until_ack,
-            "small_while_small_unacked": d.nagle_evidence.small_while_small_unacked,
-        },
-        "ack_delay_ms": _rounded_stats(d.ack_delay_ms),
-        "delayed_acks": d.delayed_acks,
-        "stalls": d.stalls,
-        "stall_ms_total": _round(d.stall_ms_total),
-        "stall_list": [
-            {"data_packet": st.data_packet, "ack_packet": st.ack_packet, "next_packet": st.next_packet,
-             "ack_delay_ms": _round(st.ack_delay_ms), "gap_ms": _round(st.gap_ms)}
-            for st in d.stall_list
-        ],
-    }
-
-
-def _rounded_stats(s: Stats) -> dict[str, Any]:
-    return {k: _round(v) if isinstance(v, float) else v for k, v in _stats(s).items()}
-
-
-def _ts(ns: int | None) -> float | None:
-    return None if ns is None else ns / 1e9
-
-
-def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
-    h = c.handshake
-    return {
-        "index": c.index,
-        "client": {
-            "addr": c.client.addr,
-            "port": c.client.port,
-            "inferred": c.inferred,
-            "ephemeral_linux": c.client_port_ephemeral_linux,
-            "ephemeral_iana": c.client_port_ephemeral_iana,
-        },
-        "server": {"addr": c.server.addr, "port": c.server.port},
-        "vlan": list(c.vlan),
-        "state": c.state,
-        "history": c.history,
-        "closed_by": c.closed_by,
-        "handshake": {
-            "complete": h.complete,
-            "half_seen": h.half_seen,
-            "syn_ts": _ts(h.syn_ts_ns),
-            "syn_ts_ns": h.syn_ts_ns,
-            "last_syn_ts": _ts(h.last_syn_ts_ns),
-            "last_syn_ts_ns": h.last_syn_ts_ns,
-            "synack_ts": _ts(h.synack_ts_ns),
-            "synack_ts_ns": h.synack_ts_ns,
-            "ack_ts": _ts(h.ack_ts_ns),
-            "ack_ts_ns": h.ack_ts_ns,
-            "syn_count": h.syn_count,
-            "syn_retries": h.syn_retries,
-            "synack_count": h.synack_count,
-            "syn_retry_ms": _round(h.syn_retry_ms),
-            "syn_synack_ms": _round(h.syn_synack_ms),
-            "synack_ack_ms": _round(h.synack_ack_ms),
-            "rtt_ms": _round(h.rtt_ms),
-        },
-        "c2s": _direction(c.c2s),
-        "s2c": _direction(c.s2c),
-        "first_ts": _ts(c.first_ts_ns),
-        "first_ts_ns": c.first_ts_ns,
-        "last_ts": _ts(c.last_ts_ns),
-        "last_ts_ns": c.last_ts_ns,
-        "duration_ms": _round(c.duration_ms),
-        "first_packet": c.first_packet,
-        "last_packet": c.last_packet,
-        "request_latency_ms": _rounded_stats(c.request_latency_ms),
-        "response_first_byte_ms": _rounded_stats(c.response_first_byte_ms),
-    }
-
-
-def udp_to_dict(f: UdpFlow) -> dict[str, Any]:
-    return {
-        "index": f.index,
-        "a": {"addr": f.a.addr, "port": f.a.port},
-        "b": {"addr": f.b.addr, "port": f.b.port},
-        "vlan": list(f.vlan),
-        "a2b": {"packets": f.a2b.packets, "bytes": f.a2b.bytes, "frame_bytes": f.a2b.frame_bytes},
-        "b2a": {"packets": f.b2a.packets, "bytes": f.b2a.bytes, "frame_bytes": f.b2a.frame_bytes},
-        "rtt_ms": _rounded_stats(f.rtt_ms),
-        "first_ts": _ts(f.first_ts_ns),
-        "first_ts_ns": f.first_ts_ns,
-        "last_ts": _ts(f.last_ts_ns),
-        "last_ts_ns": f.last_ts_ns,
-        "first_packet": f.first_packet,
-        "last_packet": f.last_packet,
-    }
-
-
-def to_dict(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[UdpFlow]) -> dict[str, Any]:
-    """The JSON document for one capture (with the connections selected for it)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "file": cap.file,
-        "format": cap.format,
-        "linktypes": list(cap.linktypes),
-        "packets": cap.packets,
-        "first_ts": _ts(cap.first_ts_ns),
-        "first_ts_ns": cap.first_ts_ns,
-        "last_ts": _ts(cap.last_ts_ns),
-        "last_ts_ns": cap.last_ts_ns,
-        "warnings": list(cap.warnings),
-        "defects": cap.defects,
-        "tcp": [tcp_to_dict(c) for c in tcp],
-        "udp": [udp_to_dict(f) for f in udp],
-    }
-
+from ._model import Capture, Direction, TcpConnection, UdpFlow
 
 # -- CSV ----------------------------------------------------------------------
 
@@ -465,6 +307,5 @@ def text_report(cap: Capture, tcp: list[TcpConnection], udp: list[UdpFlow]) -> s
     extra = defects_line(cap)
     if extra:
         parts.append("\n" + extra)
-    parts.extend(f"warning: {w}" for w in cap.warnings)
     return "\n".join(parts)
 

@@ -395,7 +395,8 @@ def check_input(path: Path) -> None:
     """Analyze one input and render every report; raises on anything but CaptureFormatError,
     CaseTimeout past CASE_SECONDS."""
     from sockinspect import analyze
-    from sockinspect._report import connection_detail, csv_text, text_report, to_csv_rows, to_dict
+    from sockinspect._documents import capture_document
+    from sockinspect._report import connection_detail, csv_text, text_report, to_csv_rows
     from sockinspect.errors import CaptureFormatError
 
     def timeout(_signum, _frame):  # noqa: ANN001
@@ -408,7 +409,7 @@ def check_input(path: Path) -> None:
             cap = analyze(path, workers=1)
         except CaptureFormatError:
             return
-        json.dumps(to_dict(cap, cap.tcp, cap.udp))
+        json.dumps(capture_document(cap, cap.tcp, cap.udp))
         text_report(cap, list(cap.tcp), list(cap.udp))
         csv_text(to_csv_rows(cap, cap.tcp, cap.udp))
         for conn in cap.tcp[:5]:

@@ -12,7 +12,7 @@ import pytest
 from sockinspect import analyze
 from sockinspect._check import parse_rules
 from sockinspect._cli import main
-from sockinspect._report import tcp_to_dict
+from sockinspect._documents import tcp_to_dict
 from sockinspect._rules import parse_rule
 from sockinspect.errors import UsageError
 

@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, frag
 
 from sockinspect import analyze
 from sockinspect._decode import share_of
-from sockinspect._report import to_dict
+from sockinspect._documents import capture_document as to_dict
 from sockinspect.errors import CaptureFormatError
 
 
