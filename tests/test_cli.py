@@ -24,7 +24,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_table_has_units_and_roles(capsys):
-    code, out, err = run(capsys, "analyze", GET)
+    code, out, err = run(capsys, "analyze", GET, "--wide")
     assert code == 0 and not err
     assert "rtt (ms)" in out and "c2s bytes" in out
     assert "141.142.228.5:59856*" in out and "192.150.187.43:80" in out and " SF " in out
@@ -80,7 +80,8 @@ def test_csv(capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 4  # header printed once for both files
     assert rows[0]["proto"] == "tcp" and rows[0]["client_port"] == "3372"
-    assert rows[2]["proto"] == "udp" and rows[2]["server_port"] == "53"
+    assert rows[2]["proto"] == "udp" and rows[2]["b_port"] == "53"
+    assert rows[2]["client_port"] == "" and rows[0]["a_port"] == ""  # UDP: a/b, TCP: client/server
 
 
 def test_filters(capsys):
@@ -95,7 +96,7 @@ def test_filters(capsys):
 def test_connection_detail(capsys):
     code, out, _ = run(capsys, "analyze", GET, "--connection", "0")
     assert code == 0
-    assert "SF (established, closed with FIN both ways)" in out
+    assert "SF: established, closed with FIN both ways" in out
     assert "handshake rtt (ms)" in out and "70.034" in out
     code, _, err = run(capsys, "analyze", GET, "--connection", "5")
     assert code == 2 and "no TCP connection #5" in err
@@ -164,12 +165,14 @@ def test_capture_of_a_command_that_does_not_exist(capsys, tmp_path):
     assert not (tmp_path / "c.pcap").exists()
 
 
-def test_readme_compare_example_is_what_the_tool_prints(capsys, monkeypatch):
+@pytest.mark.parametrize("argv", [["tests/data/nagle/nagle-on.pcap", "tests/data/nagle/nodelay.pcap", "--compare"],
+                                  ["captures/examples/echo.pcap"]])
+def test_readme_examples_are_what_the_tool_prints(capsys, monkeypatch, argv):
     root = Path(__file__).parent.parent
     monkeypatch.chdir(root)
-    code, out, _ = run(capsys, "analyze", "tests/data/nagle/nagle-on.pcap", "tests/data/nagle/nodelay.pcap",
-                       "--compare")
-    assert code == 0 and out in (root / "README.md").read_text()
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "analyze", *argv)
+    assert code == 0 and f"$ sockinspect analyze {' '.join(argv)}\n{out}```" in (root / "README.md").read_text()
 
 
 @pytest.mark.parametrize(("scenario", "option"), [("echo", "--requests=5"), ("nagle", "--size=1M"),
