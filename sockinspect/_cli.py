@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TCP connection N (the # column) alone: in detail, or its JSON/CSV")
     an.add_argument("--compare", action="store_true",
                     help="set two or more captures side by side: sizes, Nagle, ACK delays, stalls, latency")
+    an.add_argument("--wide", action="store_true",
+                    help="tables as wide as they come, full paths (default: fit the terminal, or $COLUMNS)")
     an.add_argument("--workers", type=_count, default=0, metavar="N",
                     help="processes per file (default 0: automatic, one per core for files of 64 MiB or more)")
     an.set_defaults(run=_cmd_analyze)
@@ -352,9 +354,9 @@ def _report_files(args: argparse.Namespace) -> int:
             print(csv_text(to_csv_rows(cap, tcp, udp), header=first_csv), end="")
             first_csv = False
         elif args.connection is not None:
-            print(f"{path}\n{connection_detail(tcp.only())}")
+            print(f"{path}\n{connection_detail(tcp.only(), _width(args))}")
         else:
-            print(text_report(cap, list(tcp), list(udp)))
+            print(text_report(cap, list(tcp), list(udp), _width(args)))
     return status
 
 
@@ -389,8 +391,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         rows = [row for cap, tcp, udp in caps for row in to_csv_rows(cap, tcp, udp)]
         print(csv_text(rows), end="")
     else:
-        print(compare_table([(cap, tcp) for cap, tcp, _ in caps]))
+        print(compare_table(caps, _width(args)))
     return 0
+
+
+def _width(args: argparse.Namespace) -> int | None:
+    """The columns tables are fitted to: the terminal's (``$COLUMNS`` first, 80 when not a
+    terminal), or None (no limit) with ``--wide``."""
+    return None if getattr(args, "wide", False) else shutil.get_terminal_size().columns
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -453,7 +461,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(capture_document(cap, cap.tcp, cap.udp)))
     else:
-        print(text_report(cap, list(cap.tcp), list(cap.udp)))
+        print(text_report(cap, list(cap.tcp), list(cap.udp), _width(args)))
     print(f"sockinspect capture: {stats.packets} packets written to {args.output}, "
           f"{stats.dropped} dropped by the kernel", file=sys.stderr)
     if stats.dropped:
@@ -623,14 +631,15 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
                 print(dumps(run_document(name, run)))
             else:
                 print(f"== {name}: {run.label} -> {run.capture}")
-                print(text_report(cap, list(cap.tcp), list(cap.udp)))
+                print(text_report(cap, list(cap.tcp), list(cap.udp), _width(args)))
                 print()
             for problem in run.problems:
                 print(f"sockinspect run-and-capture: CAPTURE INCOMPLETE: {problem}", file=sys.stderr)
                 status = 1
         if len(runs) > 1 and not args.json:
             print(f"== {name}: side by side")
-            print(compare_table([(run.analysis, list(run.analysis.tcp)) for run in runs]))
+            print(compare_table([(run.analysis, list(run.analysis.tcp), list(run.analysis.udp)) for run in runs],
+                                _width(args)))
             print()
     if args.scenario == "lab" and not args.json:
         print(lab_answers(results))

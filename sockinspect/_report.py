@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
+from tabulate import tabulate
+
 from ._delays import held_decimals_ms
 from ._documents import tcp_to_dict, udp_to_dict
 from ._metrics import CONN_STATES, stats_from_values
@@ -216,8 +218,9 @@ def tcp_table(conns: Iterable[TcpConnection], width: int | None = None) -> str:
 
 def state_legend(conns: Iterable[TcpConnection], width: int | None = None) -> str:
     """One line: what the states in the table mean, and the * mark."""
-    states = sorted({c.state for c in conns}, key=list(CONN_STATES).index)
-    meaning = "; ".join(f"{s} = {CONN_STATES[s]}" for s in states if s in CONN_STATES)
+    order = list(CONN_STATES)
+    states = sorted({c.state for c in conns} & set(order), key=order.index)
+    meaning = "; ".join(f"{s} = {CONN_STATES[s]}" for s in states)
     return wrap(f"state: {meaning} (Zeek's conn_state). * client port in an ephemeral range.", width, "  ")
 
 
@@ -322,7 +325,7 @@ def connection_detail(c: TcpConnection, width: int | None = None) -> str:
         ["SYN/ACK → ACK (ms)", _num(h.synack_ack_ms)],
         ["handshake rtt (ms)", _num(h.rtt_ms) + (" (half-seen: no SYN/ACK captured)" if h.half_seen else "")],
     ]
-    table = grid(["", ""], rows, "ll", None).split("\n", 2)[2]  # two columns, no header
+    table = tabulate(rows, tablefmt="plain", disable_numparse=True)
     out = f"{table}\n\n{_direction_table(c, width)}"
     notes = offload_notes([c], width)
     if notes:
