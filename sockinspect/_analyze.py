@@ -14,7 +14,7 @@ from dataclasses import replace
 from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
 from ._flows import FlowTracker
 from ._model import Capture, Selection
-from ._read import CaptureReader
+from ._read import MAX_INFLATION, CaptureReader
 
 PROGRESS_EVERY = 1 << 16  # packets between two progress callbacks
 
@@ -22,21 +22,22 @@ Progress = Callable[[int, int], None]  # (bytes consumed, file size); the last c
 
 
 def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
-            workers: int | None = None) -> Capture:
+            workers: int | None = None, max_inflation: int = MAX_INFLATION) -> Capture:
     """Read a pcap/pcapng file (optionally gzip-compressed; ``"-"`` for standard
     input) and rebuild its TCP connections and UDP flows.
 
     ``workers``: processes to use (default: one per core, up to 4, for files of
     64 MiB or more; otherwise one; always one for a pipe or FIFO). Each process
     reads the whole file and rebuilds its share of the connections; the result
-    does not depend on it.
+    does not depend on it. ``max_inflation``: how far a gzip file may inflate
+    (see :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
     count on the returned :class:`Capture`.
     """
-    reader = CaptureReader(path)
-    if not reader.seekable:  # a pipe, a FIFO or stdin: read once, by this process
+    reader = CaptureReader(path, max_inflation)
+    if not reader.reopenable:  # stdin, a pipe or a FIFO: read once, by this process
         workers = 1
     elif workers is None:
         workers = min(os.cpu_count() or 1, MAX_WORKERS) if reader.size >= PARALLEL_MIN_BYTES else 1
@@ -45,7 +46,8 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
             return _analyze(path, reader, progress, (0, 1))
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            others = [pool.submit(_analyze_share, os.fspath(path), k, workers) for k in range(1, workers)]
+            others = [pool.submit(_analyze_share, os.fspath(path), k, workers, max_inflation)
+                      for k in range(1, workers)]
             mine = _analyze(path, reader, progress, (0, workers))
             return _merge(mine, [f.result() for f in others])
 
@@ -69,10 +71,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _analyze_share(path: str, share: int, shares: int) -> Capture:
+def _analyze_share(path: str, share: int, shares: int, max_inflation: int) -> Capture:
     """One worker process: the whole file, its share of the connections."""
     with gc_paused():
-        return _analyze(path, CaptureReader(path), None, (share, shares))
+        return _analyze(path, CaptureReader(path, max_inflation), None, (share, shares))
 
 
 def _merge(first: Capture, others: list[Capture]) -> Capture:

@@ -34,7 +34,7 @@ from ._documents import (
 )
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
-from ._read import capture_paths, is_fifo
+from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
 from ._run import (
     STAGE_PREFIX,
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tables as wide as they come, full paths (default: fit the terminal, or $COLUMNS)")
     an.add_argument("--workers", type=_count, default=0, metavar="N",
                     help="processes per file (default 0: automatic, one per core for files of 64 MiB or more)")
+    an.add_argument("--max-inflation", type=_count, default=MAX_INFLATION, metavar="RATIO",
+                    help=f"stop a gzip capture that inflates more than RATIO times its size, past its first "
+                    f"{INFLATION_ALLOWANCE >> 20} MiB: a decompression bomb (default {MAX_INFLATION}; 0: no limit)")
     an.set_defaults(run=_cmd_analyze)
 
     ck = sub.add_parser(
@@ -296,7 +299,7 @@ def _progress_printer(path: str):  # noqa: ANN202
     return show
 
 
-def _analyze_file(path: str, workers: int = 0) -> Capture | None:
+def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATION) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
     Warnings about a partly readable file go to stderr, whatever the output format."""
     if is_fifo(path):
@@ -304,7 +307,7 @@ def _analyze_file(path: str, workers: int = 0) -> Capture | None:
               "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     progress = _progress_printer(path)
     try:
-        cap = analyze(path, progress=progress, workers=workers or None)
+        cap = analyze(path, progress=progress, workers=workers or None, max_inflation=max_inflation)
     except SockinspectError as exc:
         print(f"sockinspect: {exc}", file=sys.stderr)
         return None
@@ -336,7 +339,7 @@ def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
     for path in args.files:
-        cap = _analyze_file(path, workers=args.workers)
+        cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)
         if cap is None:
             status = 2
             continue
@@ -380,7 +383,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     caps = []
     for path in args.files:
-        cap = _analyze_file(path, workers=args.workers)
+        cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)
         if cap is None:
             return 2
         tcp, udp = _select(cap, args.port, args.host)

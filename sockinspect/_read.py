@@ -21,6 +21,11 @@ from typing import BinaryIO, NamedTuple
 from .errors import CaptureFormatError
 
 CHUNK = 1 << 20
+# A gzip stream inflates freely up to INFLATION_ALLOWANCE bytes, then at most
+# MAX_INFLATION times the compressed bytes read: a 1 MB gzip bomb of tiny records
+# would otherwise make gigabytes of them. Real captures inflate 1-20 times.
+INFLATION_ALLOWANCE = 16 << 20
+MAX_INFLATION = 32
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__ (hot path)
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # little-endian, microseconds
@@ -55,12 +60,14 @@ class CaptureReader:
     ``warnings`` (one line each); ``position()`` tells how far reading got.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_inflation: int = MAX_INFLATION) -> None:
+        """``max_inflation``: past the first INFLATION_ALLOWANCE bytes, a gzip stream
+        may inflate at most this many times the compressed bytes read (0: no limit)."""
         self.path = os.fspath(path)
         self.warnings: list[str] = []
         self.linktypes: list[int] = []
         self._source, head, gzipped = _open(self.path)
-        self._file: _Source | _SafeGzip = _SafeGzip(self._source) if gzipped else self._source
+        self._file: _Source | _SafeGzip = _SafeGzip(self._source, max_inflation) if gzipped else self._source
         self.format = "+gzip" if gzipped else ""
         self.size = self._source.size
         if head[:4] in PCAP_MAGIC:
@@ -73,9 +80,10 @@ class CaptureReader:
             raise CaptureFormatError(f"{self.path}: not a pcap or pcapng file ({_describe(head)})")
 
     @property
-    def seekable(self) -> bool:
-        """Whether the input is a regular file (that other processes can open and read too)."""
-        return self._source.regular
+    def reopenable(self) -> bool:
+        """Whether other processes can open the input by its path and read it too:
+        a regular file, not standard input, a pipe or a FIFO."""
+        return self._source.regular and self.path != STDIN
 
     def position(self) -> int:
         """Bytes of the input consumed so far (compressed bytes for gzip), for progress;
@@ -90,7 +98,11 @@ class CaptureReader:
             return more
         if getattr(self._file, "damaged", False):
             self._warn("the gzip stream is damaged; the packets before the damage were read")
-        if pos < end:
+        if getattr(self._file, "bomb", False):  # our own stop: a record cut there is no news
+            self._warn(f"stopped reading at byte {self._source.consumed} of the gzip stream: it inflates more "
+                       f"than {self._file.max_inflation} times its size (a decompression bomb?); the packets "
+                       "before were read (analyze --max-inflation 0 reads it all)")
+        elif pos < end:
             self._warn(
                 f"file cut short in the middle of a {unit} at byte offset {base + pos} "
                 f"({end - pos} bytes left over); the packets before it were read"
@@ -268,16 +280,25 @@ def capture_paths(paths: list[str]) -> list[str]:
     subfolders), in name order: the files whose first bytes are a pcap, pcapng or
     gzip magic, whatever their names. CaptureFormatError for a directory with none."""
     out: list[str] = []
+    if paths.count(STDIN) > 1:
+        raise CaptureFormatError("-: standard input can be read once: give - only once")
     for path in paths:
         if path == STDIN or not os.path.isdir(path):
             out.append(path)
             continue
         found = [entry.path for entry in sorted(os.scandir(path), key=lambda e: e.name)
-                 if entry.is_file() and _looks_like_capture(entry.path)]
+                 if _is_file(entry) and _looks_like_capture(entry.path)]
         if not found:
             raise CaptureFormatError(f"{path}: a directory with no pcap, pcapng or gzip files in it")
         out.extend(found)
     return out
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop, a name gone since the listing
+        return False
 
 
 def _looks_like_capture(path: str) -> bool:
@@ -292,6 +313,8 @@ def _looks_like_capture(path: str) -> bool:
 def _open(path: str) -> tuple[_Source, bytes, bool]:
     """Open ``path`` ("-": standard input); return (source, first bytes, whether gzip).
     A FIFO blocks here until a writer opens it (the CLI says so first)."""
+    if path == STDIN and sys.stdin is None:
+        raise CaptureFormatError("-: standard input is closed")
     try:
         raw = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115 - closed by CaptureReader
     except FileNotFoundError:
@@ -365,15 +388,22 @@ class _Source:
 
 
 class _SafeGzip:
-    """A gzip stream whose damage ends the data instead of raising mid-iteration."""
+    """A gzip stream whose damage ends the data instead of raising mid-iteration,
+    and that ends (``bomb``) when it inflates past ``max_inflation`` (see MAX_INFLATION)."""
 
-    def __init__(self, source: _Source) -> None:
-        self.source, self.damaged = source, False
+    def __init__(self, source: _Source, max_inflation: int = MAX_INFLATION) -> None:
+        self.source, self.max_inflation = source, max_inflation
+        self.damaged = self.bomb = False
+        self.inflated = 0
 
     def read(self, n: int) -> bytes:
         # Small read1 steps, so that damage loses at most one step of good data.
         parts: list[bytes] = []
         size = 0
+        limit = self.max_inflation
+        if limit and self.inflated > INFLATION_ALLOWANCE and self.inflated > limit * self.source.consumed:
+            self.bomb = True
+            return b""
         while size < n and not self.damaged:
             try:
                 part = self.source.gzip.read1(min(n - size, 8192))
@@ -384,6 +414,7 @@ class _SafeGzip:
                 break
             parts.append(part)
             size += len(part)
+        self.inflated += size
         return b"".join(parts)
 
     def close(self) -> None:

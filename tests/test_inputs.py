@@ -142,7 +142,7 @@ def test_a_gzip_bomb_streams_in_constant_memory(tmp_path):
     bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=8)  # 480 MB inside, under 1 MB outside
     assert bomb.stat().st_size < 2 << 20
     # VmHWM: this process's peak resident memory (ru_maxrss would include the parent's, from before exec)
-    script = ("import re, sys; from sockinspect import analyze; cap = analyze(sys.argv[1]);"
+    script = ("import re, sys; from sockinspect import analyze; cap = analyze(sys.argv[1], max_inflation=0);"
               "print(cap.packets, re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1])")
     got = subprocess.run([sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr
@@ -154,7 +154,7 @@ def test_a_gzip_bomb_streams_in_constant_memory(tmp_path):
 def test_gzip_progress_follows_the_compressed_bytes(tmp_path):
     bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=4, records_per_member=50_000, payload=0)
     calls: list[tuple[int, int]] = []
-    cap = analyze(bomb, progress=lambda done, total: calls.append((done, total)))
+    cap = analyze(bomb, progress=lambda done, total: calls.append((done, total)), max_inflation=0)
     assert cap.packets == 200_000
     assert len(calls) > 1 and calls[-1] == (bomb.stat().st_size,) * 2
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
@@ -162,7 +162,8 @@ def test_gzip_progress_follows_the_compressed_bytes(tmp_path):
 
 def test_a_gzip_bomb_can_be_stopped_with_ctrl_c(tmp_path):
     bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=256)  # 15 GB inside
-    proc = subprocess.Popen([*CLI, "analyze", str(bomb)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*CLI, "analyze", "--max-inflation", "0", str(bomb)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
@@ -172,3 +173,52 @@ def test_a_gzip_bomb_can_be_stopped_with_ctrl_c(tmp_path):
     assert proc.returncode == 130
     assert err.decode().strip() == "sockinspect: interrupted"
 
+
+
+def test_a_gzip_bomb_is_stopped_past_its_inflation_limit(tmp_path):
+    """Tiny records, a thousand times compressed: read up to the limit, then one warning."""
+    bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=8, records_per_member=1_000_000, payload=0)
+    assert bomb.stat().st_size < 2 << 20  # 8 x 54 MB inside
+    got = run_cli("analyze", "--json", str(bomb), timeout=120)
+    assert got.returncode == 0
+    doc = json.loads(got.stdout)
+    assert 0 < doc["packets"] < 1_000_000  # 16 MiB + 32 x what was read: about 300,000 records
+    assert len(got.stderr.decode().splitlines()) == 1
+    assert "inflates more than 32 times its size (a decompression bomb?)" in got.stderr.decode()
+    assert doc["warnings"] and "--max-inflation 0" in doc["warnings"][0]
+
+
+def test_max_inflation_0_reads_a_highly_compressed_capture_whole(tmp_path):
+    bomb = gzip_bomb(tmp_path / "zeros.pcap.gz", members=1, records_per_member=400_000, payload=0)
+    assert analyze(bomb, max_inflation=0).packets == 400_000
+    assert analyze(bomb).packets < 400_000
+
+
+def test_standard_input_from_a_regular_file_is_read_by_one_process(tmp_path):
+    """Workers open the file by its path: '-' cannot be reopened, even when stdin is a file."""
+    with open(ECHO, "rb") as f:
+        got = subprocess.run([*CLI, "analyze", "--json", "--workers", "2", "-"], stdin=f, capture_output=True,
+                             timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert len(json.loads(got.stdout)["tcp"]) == 3
+
+
+def test_closed_standard_input_is_one_line_and_exit_2():
+    got = subprocess.run([*CLI, "analyze", "-"], stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                         preexec_fn=lambda: os.close(0))
+    assert got.returncode == 2
+    assert got.stderr.decode().splitlines() == ["sockinspect: -: standard input is closed"]
+
+
+def test_standard_input_twice_is_one_line_and_exit_2():
+    got = run_cli("analyze", "-", "-", stdin=ECHO.read_bytes())
+    assert got.returncode == 2 and "give - only once" in got.stderr.decode()
+    assert len(got.stderr.splitlines()) == 1
+
+
+def test_a_symlink_loop_in_a_directory_is_skipped(tmp_path):
+    (tmp_path / "a.pcap").write_bytes(ECHO.read_bytes())
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    got = run_cli("analyze", "--json", str(tmp_path))
+    assert got.returncode == 0, got.stderr
+    assert [json.loads(line)["file"] for line in got.stdout.splitlines()] == [str(tmp_path / "a.pcap")]
