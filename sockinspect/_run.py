@@ -567,18 +567,30 @@ def clean_leftovers(dirs: Iterable[Path] = (), dry_run: bool = False) -> list[Le
     Looks at every run recorded in :func:`state_dir`, every ``sockinspect-*``
     namespace, and the ``.work-*`` / ``.sockinspect-*`` folders in ``dirs`` (and
     their subfolders). Only what belongs to this user and to a run that no longer
-    runs is removed; the rest is reported as kept, with the reason."""
+    runs is removed; the rest is reported as kept, with the reason. A record that
+    is not one (not a small regular file of this user's, not JSON of the expected
+    shape) is not known as a run's: it and what it names are kept."""
     items: list[Leftover] = []
     recorded_netns: set[str] = set()
     recorded_folders: set[str] = set()
     me = Owner.me()
     for path in sorted(state_dir().glob("run-*.json")):
+        doc: Any = None
         try:
-            doc = json.loads(path.read_text())
-            owner = Owner(**doc["owner"])
-            netns, folders = list(doc["netns"]), list(doc["folders"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # being written, or not ours to read
+            doc = _read_json(path, MAX_STATE_RECORD_BYTES)
+            owner = _record_owner(doc)
+            netns, folders = _record_names(doc, "netns"), _record_names(doc, "folders")
+        except FileNotFoundError:
+            continue  # its run ended meanwhile
+        except _BadRecord as exc:
+            netns, folders = _strings_in(doc, "netns"), _strings_in(doc, "folders")
+            recorded_netns.update(netns)
+            recorded_folders.update(folders)
+            pid = _owner_pid_in(doc)
+            why = f"the record {path} {exc}: not known as a run's"
+            items += [Leftover("netns", n, pid, "kept", why) for n in netns if netns_exists(n)]
+            items += [Leftover("folder", f, pid, "kept", why) for f in folders if os.path.lexists(f)]
+            continue
         recorded_netns.update(netns)
         recorded_folders.update(folders)
         if owner == me:
@@ -599,15 +611,24 @@ def clean_leftovers(dirs: Iterable[Path] = (), dry_run: bool = False) -> list[Le
     for folder in _candidate_folders(dirs):
         if str(folder) in recorded_folders:
             continue
-        owner = _folder_owner(folder)
+        kept = functools.partial(Leftover, "folder", str(folder), None, "kept")
+        problem = _not_this_users(folder)
+        if problem:
+            items.append(kept(problem))
+            continue
+        try:
+            owner = _folder_owner(folder)
+        except _BadRecord as exc:
+            items.append(kept(f"its {OWNER_FILE} {exc}: not known as a run's"))
+            continue
         if owner is None:
-            items.append(Leftover("folder", str(folder), None, "kept", f"no {OWNER_FILE} in it: not known as a run's"))
+            items.append(kept(f"no {OWNER_FILE} in it: not known as a run's"))
             continue
         removable, reason = _verdict(owner)
-        if not removable or dry_run:
-            items.append(Leftover("folder", str(folder), owner.pid, "would remove" if removable else "kept", reason))
+        if removable:
+            items.append(_remove_folder(folder, owner, reason, dry_run))
         else:
-            items.append(_remove_folder(folder, owner, reason))
+            items.append(Leftover("folder", str(folder), owner.pid, "kept", reason))
     return items
 
 
@@ -639,28 +660,33 @@ def _remove_listed(doc: dict[str, Any], owner: Owner, dry_run: bool = False, rea
         items.append(Leftover("netns", name, owner.pid, "removed" if ok else "failed",
                               reason if ok else f"{reason}; 'ip netns delete {name}' failed"))
     for folder in map(Path, doc["folders"]):
-        if not folder.exists():
-            continue
-        if dry_run:
-            items.append(Leftover("folder", str(folder), owner.pid, "would remove", reason))
-        else:
-            items.append(_remove_folder(folder, owner, reason))
+        if os.path.lexists(folder):
+            items.append(_remove_folder(folder, owner, reason, dry_run))
     return items
 
 
-def _remove_folder(folder: Path, owner: Owner, reason: str) -> Leftover:
-    """Remove a run's folder: only one named as ours, not a symlink, holding that owner's
-    mark (or empty: the run ended between making it and marking it)."""
+def _remove_folder(folder: Path, owner: Owner, reason: str, dry_run: bool = False) -> Leftover:
+    """Remove (or, ``dry_run``, say it would) a run's folder: only one named as ours, a
+    folder of this user's and not a symlink, holding that owner's mark (or empty: the run
+    ended between making it and marking it)."""
     kept = functools.partial(Leftover, "folder", str(folder), owner.pid, "kept")
-    if not folder.exists():  # inside a folder removed just before
+    if not os.path.lexists(folder):  # inside a folder removed just before
         return Leftover("folder", str(folder), owner.pid, "removed", reason)
-    if not folder.name.startswith((WORK_PREFIX, STAGE_PREFIX)) or not stat.S_ISDIR(folder.lstat().st_mode):
+    if not folder.name.startswith((WORK_PREFIX, STAGE_PREFIX)):
         return kept(f"not a folder sockinspect makes ({WORK_PREFIX}*, {STAGE_PREFIX}*)")
-    mark = _folder_owner(folder)
+    problem = _not_this_users(folder)
+    if problem:
+        return kept(problem)
+    try:
+        mark = _folder_owner(folder)
+    except _BadRecord as exc:
+        return kept(f"its {OWNER_FILE} {exc}: not known as a run's")
     if mark is None and any(folder.iterdir()):
         return kept(f"no {OWNER_FILE} in it: not known as a run's")
     if mark is not None and mark != owner:
         return kept(f"its {OWNER_FILE} names another run (pid {mark.pid})")
+    if dry_run:
+        return Leftover("folder", str(folder), owner.pid, "would remove", reason)
     errors: list[str] = []
     shutil.rmtree(folder, onerror=lambda _f, p, e: errors.append(f"{p}: {e[1]}"))
     if errors:
@@ -668,10 +694,130 @@ def _remove_folder(folder: Path, owner: Owner, reason: str) -> Leftover:
     return Leftover("folder", str(folder), owner.pid, "removed", reason)
 
 
-def _folder_owner(folder: Path) -> Owner | None:
+def _not_this_users(folder: Path) -> str | None:
+    """Why ``folder`` is not one clean-up may remove (a symlink, not a folder, another
+    user's: whatever its owner.json claims), or None."""
     try:
-        return Owner(**json.loads((folder / OWNER_FILE).read_text())["owner"])
-    except (OSError, ValueError, KeyError, TypeError):
+        info = folder.lstat()
+    except OSError as exc:
+        return f"cannot look at it: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return "a symlink, not a folder sockinspect makes"
+    if not stat.S_ISDIR(info.st_mode):
+        return "not a folder"
+    if info.st_uid != os.geteuid():
+        return f"the folder belongs to uid {info.st_uid}, not to this user"
+    return None
+
+
+# Records are read bounded and without blocking: a FIFO, a device or a symlink to one
+# in their place would otherwise hang clean-up, or read /dev/zero until memory runs out.
+MAX_OWNER_FILE_BYTES = 4 << 10  # an owner.json is some 250 bytes
+MAX_STATE_RECORD_BYTES = 256 << 10  # a run's record: its owner, and the paths of what it made
+
+
+class _BadRecord(Exception):
+    """A record that cannot be taken as a run's; its message says why ("is a FIFO")."""
+
+
+def _read_json(path: Path, limit: int) -> Any:
+    """The JSON in ``path``, a regular file of this user's of at most ``limit`` bytes,
+    read without following a symlink or blocking; FileNotFoundError when there is
+    none, _BadRecord otherwise."""
+    try:
+        before = path.lstat()
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise _BadRecord(f"cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise _BadRecord(f"is {_file_kind(before.st_mode)}, not a regular file")
+    if before.st_uid != os.geteuid():
+        raise _BadRecord(f"belongs to uid {before.st_uid}, not to this user")
+    if before.st_size > limit:
+        raise _BadRecord(f"is larger than {limit} bytes")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _BadRecord(f"cannot be read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(info.st_mode):
+            raise _BadRecord("was replaced while being read")
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise _BadRecord(f"cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise _BadRecord(f"is larger than {limit} bytes")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise _BadRecord("is not JSON") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")]
+    return next((name for test, name in kinds if test(mode)), "not a file")
+
+
+_OWNER_FIELDS = {"pid": int, "start": int, "uid": int, "boot_id": str, "pidns": str}
+
+
+def _record_owner(doc: Any) -> Owner:
+    """The owner a record (a state record, an owner.json) names; _BadRecord if malformed."""
+    raw = doc.get("owner") if isinstance(doc, dict) else None
+    if not isinstance(raw, dict):
+        raise _BadRecord("names no owner")
+    if set(raw) != set(_OWNER_FIELDS) or any(type(raw[k]) is not t for k, t in _OWNER_FIELDS.items()):
+        raise _BadRecord("has a malformed owner")
+    return Owner(**raw)
+
+
+def _record_names(doc: dict[str, Any], key: str) -> list[str]:
+    """A state record's list of namespaces (``netns``) or folders; _BadRecord unless each
+    is what a run records: a sockinspect-* namespace name, an absolute path."""
+    names = doc.get(key)
+    if not isinstance(names, list):
+        raise _BadRecord(f"has no list {key!r}")
+    for i, name in enumerate(names):
+        if key == "netns":
+            ok = isinstance(name, str) and name.startswith(NETNS_PREFIX) and "/" not in name and "\0" not in name
+        else:
+            ok = isinstance(name, str) and name.startswith("/") and "\0" not in name
+        if not ok:
+            what = "a sockinspect network namespace" if key == "netns" else "an absolute path"
+            raise _BadRecord(f"is malformed: {key}[{i}] is not {what}")
+    return names
+
+
+def _strings_in(doc: Any, key: str) -> list[str]:
+    """What a malformed record's list ``key`` names that could be a path or a name."""
+    names = doc.get(key) if isinstance(doc, dict) else None
+    return [n for n in names if isinstance(n, str) and n and "\0" not in n] if isinstance(names, list) else []
+
+
+def _owner_pid_in(doc: Any) -> int | None:
+    raw = doc.get("owner") if isinstance(doc, dict) else None
+    pid = raw.get("pid") if isinstance(raw, dict) else None
+    return pid if type(pid) is int else None
+
+
+def _folder_owner(folder: Path) -> Owner | None:
+    """The owner ``folder``'s owner.json names; None when it has none, _BadRecord when
+    that is not a run's owner record."""
+    try:
+        return _record_owner(_read_json(folder / OWNER_FILE, MAX_OWNER_FILE_BYTES))
+    except FileNotFoundError:
         return None
 
 

@@ -4,6 +4,7 @@ the assertion API the project offers to its users."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -386,6 +388,93 @@ def test_cleanup_removes_only_a_gone_owners_folders_of_this_user(tmp_path, monke
     assert items[str(unmarked)].action == "kept" and "no owner.json" in items[str(unmarked)].reason
     assert str(users) not in items
     assert all(p.exists() for p in (live, other, unmarked, users))
+
+
+
+def _in_time(call: Callable[[], object], timeout: float = 20.0) -> object:
+    """``call()``'s result, failing (not hanging) when it takes longer than ``timeout``."""
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(call()), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert done, f"still running after {timeout} s"
+    return done[0]
+
+
+def test_cleanup_keeps_a_folder_whose_owner_file_is_no_regular_file(tmp_path, monkeypatch):
+    """A FIFO hung clean-up (and run-and-capture -o, which cleans its folder first), a
+    symlink to /dev/zero read until memory ran out: such a folder is kept, with the reason."""
+    monkeypatch.setenv(STATE_DIR_VAR, str(tmp_path / "state"))
+    gone = _gone_owner()
+    out = tmp_path / "captures"
+    out.mkdir()
+    fifo, zero, big, bad, junk = (_folder(out, f".work-{n}", None) for n in ("fifo", "zero", "big", "bad", "junk"))
+    os.mkfifo(fifo / OWNER_FILE)
+    (zero / OWNER_FILE).symlink_to("/dev/zero")
+    (big / OWNER_FILE).write_text(json.dumps({"owner": asdict(gone), "pad": "x" * 100_000}))
+    (bad / OWNER_FILE).write_text(json.dumps({"owner": {**asdict(gone), "pid": str(gone.pid)}}))
+    (junk / OWNER_FILE).write_text("[" * 4000)
+    for dry_run in (True, False):
+        items = {i.name: i for i in _in_time(functools.partial(clean_leftovers, [out], dry_run=dry_run))}
+        assert {name: items[str(name)].action for name in (fifo, zero, big, bad, junk)} == dict.fromkeys(
+            (fifo, zero, big, bad, junk), "kept")
+        assert "owner.json is a FIFO, not a regular file" in items[str(fifo)].reason
+        assert "owner.json is a symlink, not a regular file" in items[str(zero)].reason
+        assert "owner.json is larger than 4096 bytes" in items[str(big)].reason
+        assert "owner.json has a malformed owner" in items[str(bad)].reason
+        assert "owner.json is not JSON" in items[str(junk)].reason
+    assert all(p.exists() for p in (fifo, zero, big, bad, junk))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to give a folder to another user")
+def test_cleanup_keeps_another_users_folder_whatever_its_owner_file_claims(tmp_path, monkeypatch):
+    """Another user can write an owner.json naming our uid and a gone pid: the folder
+    itself must be ours too."""
+    monkeypatch.setenv(STATE_DIR_VAR, str(tmp_path / "state"))
+    gone = _gone_owner()
+    out = tmp_path / "captures"
+    out.mkdir()
+    forged = _folder(out, ".work-forged", gone)
+    os.chown(forged, 65534, -1)
+    linked = out / ".work-linked"
+    linked.symlink_to(_folder(tmp_path, ".work-target", gone))
+    record = tmp_path / "state" / "run-1-1.json"  # a record naming both
+    record.parent.mkdir()
+    record.write_text(json.dumps({"schema_version": 1, "owner": asdict(gone), "command": "x", "netns": [],
+                                  "folders": [str(forged), str(linked)]}))
+    for dry_run in (True, False):
+        items = {i.name: i for i in clean_leftovers([out], dry_run=dry_run)}
+        assert items[str(forged)].action == "kept"
+        assert items[str(forged)].reason == "the folder belongs to uid 65534, not to this user"
+        assert items[str(linked)].action == "kept" and "symlink" in items[str(linked)].reason
+    assert (forged / "server-1.log").exists() and (tmp_path / ".work-target" / "server-1.log").exists()
+    assert not record.exists()  # nothing it names is this user's to remove
+    items = {i.name: i for i in clean_leftovers([out])}  # found in the folder, not in a record
+    assert items[str(forged)].action == "kept" and "belongs to uid 65534" in items[str(forged)].reason
+    assert forged.exists()
+
+
+@pytest.mark.parametrize("change", [{"folders": [None]}, {"folders": "/tmp"}, {"netns": [1]}, {"owner": None},
+                                    {"owner": {"pid": 1}}, {"netns": ["../../etc/x"]}, {"folders": ["relative"]}])
+def test_cleanup_keeps_what_a_malformed_state_record_names(tmp_path, monkeypatch, change):
+    """A record with "folders": [null] ended in a TypeError traceback: a malformed record
+    is not known as a run's; it and the folders it names are kept, with the reason."""
+    monkeypatch.setenv(STATE_DIR_VAR, str(tmp_path / "state"))
+    gone = _gone_owner()
+    folder = _folder(tmp_path, ".work-listed", gone)
+    record = tmp_path / "state" / f"run-{gone.pid}-{gone.start}.json"
+    record.parent.mkdir()
+    doc = {"schema_version": 1, "owner": asdict(gone), "command": "x", "netns": [], "folders": [str(folder)]}
+    if "folders" in change and isinstance(change["folders"], list):
+        change = {"folders": [str(folder), *change["folders"]]}
+    record.write_text(json.dumps({**doc, **change}))
+    items = clean_leftovers()
+    assert record.exists() and folder.exists()
+    mine = [i for i in items if i.name == str(folder)]
+    if isinstance(change.get("folders", []), list):
+        assert [i.action for i in mine] == ["kept"]
+        assert mine[0].owner_pid == (gone.pid if "owner" not in change else 1 if change["owner"] else None)
+        assert f"the record {record} " in mine[0].reason and "not known as a run's" in mine[0].reason
 
 
 def test_cleanup_usage(tmp_path, capsys, monkeypatch):
