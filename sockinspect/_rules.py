@@ -25,7 +25,8 @@ A comparison with a ``null`` (not measured) value fails, except ``== null``.
 
 Limits: a rule whose brackets or braces nest deeper than ``MAX_NESTING`` levels
 is a bad rule (the language needs two; the JSON reader would otherwise recurse
-once per level, into a RecursionError).
+once per level, into a RecursionError), and so is a list index of more than
+``MAX_INDEX_DIGITS`` digits.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 from .errors import UsageError
 
 MAX_NESTING = 32  # brackets and braces, in a rule and in a rules file
+MAX_INDEX_DIGITS = 9  # a list index: no list has a billion elements; int() refuses over 4300 digits
 OPS = ("==", "!=", "<=", ">=", "<", ">", "not in", "in")
 _NAME = r"[A-Za-z_]\w*"
 _INDEX = r"""\[(?:-?\d+|"[^"\]]*"|'[^'\]]*')?\]"""
@@ -102,6 +104,11 @@ def parse_rule(text: str) -> Rule:
     if not rest:
         raise UsageError(_where(text, len(text), "expected a value after the operator"))
     value = _value(rest, text, m2.end() + len(after) - len(after.lstrip()), op)
+    for part in _PART.finditer(key):
+        digits = len(part.group("index") or "") - (part.group("index") or "").startswith("-")
+        if digits > MAX_INDEX_DIGITS:
+            raise UsageError(_where(text, m.start("key") + part.start("index"),
+                                    f"a list index of {digits} digits (at most {MAX_INDEX_DIGITS})"))
     path = _path(key)
     scope = "tcp"
     if path[0] == "udp" and len(path) > 1:

@@ -291,11 +291,25 @@ def test_udp_replies_and_their_round_trip_times_are_checkable(capsys):
         ("c2s.stall_list[0] == 1", "'c2s.stall_list[0]' is an object, not a value"),
         ("c2s.stall_list[][] == 1", "one [] per key"),
         ("c2s.sizes.histogram['big'] == 1", "bucket labels such as 1-63"),
+        (f"vlan[{'9' * 5000}] == 1", "a list index of 5000 digits (at most 9) (at position 6)"),
+        (f"c2s.stall_list[-{'1' * 4301}].gap_ms == 1", "a list index of 4301 digits (at most 9)"),
+        ("vlan[1234567890] == 1", "a list index of 10 digits"),
     ],
 )
 def test_bad_list_keys_say_what_is_wrong(text, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         parse_rules([text])
+
+
+def test_huge_list_index_exits_2_with_one_line(tmp_path, capsys):
+    """An index of more than 4300 digits ended in a ValueError traceback (int() refuses it)."""
+    code, out, err = run(capsys, "check", NAGLE_ON, "--expect", f"vlan[{'9' * 5000}] == 1")
+    assert code == 2 and "a list index of 5000 digits" in err and err.count("\n") == 1 and len(err) < 300
+    rules = tmp_path / "r.toml"
+    rules.write_text(f'expect = ["vlan[{"1" * 4301}] == 1"]\n')
+    code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 2 and "a list index of 4301 digits" in err and err.count("\n") == 1
+    assert parse_rule("vlan[-999999999] == 1").path == ("vlan", -999999999)
 
 
 def test_help_shows_the_key_syntax(capsys):
