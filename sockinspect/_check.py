@@ -51,7 +51,7 @@ def load_rules_file(path: str | Path) -> tuple[list[str], dict[str, Any]]:
     if len(raw) > MAX_RULES_FILE_BYTES:
         raise UsageError(f"{path}: larger than {MAX_RULES_FILE_BYTES >> 20} MiB; not a rules file")
     try:
-        text = raw.decode()
+        text = raw.decode("utf-8-sig")  # as an editor may write it, with a byte order mark
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 TOML rules file (capture and rules swapped?)") from None
     problem = toml_shape_problem(text)
@@ -65,7 +65,7 @@ def load_rules_file(path: str | Path) -> tuple[list[str], dict[str, Any]]:
         raise UsageError(f"{path}: nested too deeply") from None
     unknown = set(data) - RULES_KEYS
     if unknown:
-        raise UsageError(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(RULES_KEYS)}")
+        raise UsageError(f"{path}: unknown keys {_few(sorted(unknown))}; allowed: {sorted(RULES_KEYS)}")
     expect = data.get("expect", [])
     if isinstance(expect, str):
         expect = [expect]
@@ -118,6 +118,12 @@ def toml_shape_problem(text: str) -> str | None:
         elif depth == 0 and not assigned:
             return f"{_line(text, m)}: a dotted key; {_ONLY}"
     return None
+
+
+def _few(keys: list[str], shown: int = 5, limit: int = 40) -> str:
+    """The first few of ``keys``, each cut to ``limit`` characters: an error stays one short line."""
+    out = ", ".join(repr(k) if len(k) <= limit else f"{k[:limit]!r}..." for k in keys[:shown])
+    return f"[{out}]" + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def _line(text: str, m: re.Match[str]) -> str:

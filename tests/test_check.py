@@ -124,6 +124,26 @@ def test_bad_rules_file(tmp_path, capsys):
     assert code == 2 and "unknown keys ['rules']" in err
 
 
+def test_rules_file_with_a_byte_order_mark(tmp_path, capsys):
+    """An editor's UTF-8 BOM was read as part of the first key: "Invalid statement"."""
+    rules = tmp_path / "r.toml"
+    rules.write_bytes(b"\xef\xbb\xbfexpect = [\"state == SF\"]\n")
+    code, out, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code in (0, 1) and "state == SF" in out and not err
+
+
+def test_many_unknown_keys_are_one_short_line(tmp_path, capsys):
+    """50,000 unknown keys (or one of 100,000 characters) made one error line of up to 1 MB."""
+    rules = tmp_path / "r.toml"
+    rules.write_text("".join(f"k{i} = 1\n" for i in range(50_000)))
+    code, _, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 2 and err.count("\n") == 1 and len(err) < 300
+    assert "unknown keys ['k0', 'k1', 'k10', 'k100', 'k1000'] and 49995 more; allowed:" in err
+    rules.write_text(f"{'k' * 100_000} = 1\n")
+    code, _, err = run(capsys, "check", NAGLE_ON, str(rules))
+    assert code == 2 and f"unknown keys ['{'k' * 40}'...]; allowed:" in err and len(err) < 300
+
+
 def test_rules_file_that_is_not_text_or_selects_nonsense(tmp_path, capsys):
     rules = tmp_path / "r.toml"
     rules.write_bytes(b"\xff\xfe")
