@@ -94,7 +94,8 @@ class Message:
         self.bad_at: int | None = None  # offset of the first byte that is not UTF-8
         self.digits: mmap.mmap | None = None
         self.count = 0  # digits so far
-        self._tail = b""  # the last bytes, for a SECRET split between two pieces
+        self._tail = b""  # the last bytes, for a SECRET split between two pieces (until found)
+        self._last = b""  # the last byte, whatever the message holds: the \r of a CRLF?
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
 
     def add(self, data: bytes) -> None:
@@ -118,10 +119,11 @@ class Message:
             self.digits.write(digits)
             self.count += len(digits)
         self.length += len(data)
+        self._last = data[-1:] or self._last
 
     def end(self, newline: bool) -> None:
         """The message is complete (at a newline, or not); MessageTooLong if over the limit."""
-        if newline and self._tail.endswith(b"\r"):
+        if newline and self._last == b"\r":
             self.length -= 1  # CRLF: the \r is not part of the message
         if self.length > self.limit:
             raise MessageTooLong

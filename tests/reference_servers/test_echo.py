@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sockinspect.reference_servers.echo_tcp_client import request
-from sockinspect.reference_servers.echo_tcp_server import EchoHandler, EchoServer, answer
+from sockinspect.reference_servers.echo_tcp_server import EchoHandler, EchoServer, Message, answer
 
 HOST = "127.0.0.1"
 LAB = [  # LAB_SPEC Part 2, exactly
@@ -151,6 +151,22 @@ def test_message_size_limit(serve):
         s.shutdown(socket.SHUT_WR)
         assert readline(s) == b"Error: message longer than 1000 bytes.\n"
     assert_serves(port)  # later clients are served
+
+
+def test_crlf_at_the_limit_after_secret_in_a_later_receive(serve):
+    """The \r of a CRLF was dropped only while SECRET was not found yet: a message at the
+    limit holding SECRET early, its \r in a later receive, was taken as over the limit."""
+    message = Message(1000)
+    message.add(b"SECRET" + b"2" * 994)
+    message.add(b"\r")
+    message.end(newline=True)
+    assert (message.length, b"".join(message.reply())) == (1000, f"Digits: {'2' * 994} Count: 994\n".encode())
+    port = quick_server(serve, max_message=5000, quiet=0.2)
+    with raw(port) as s:
+        s.sendall(b"SECRET" + b"3" * 4994)  # longer than quiet_limit: the pause does not end it
+        time.sleep(0.3)  # so the CRLF most likely arrives in a receive of its own
+        s.sendall(b"\r\n")
+        assert readline(s) == f"Digits: {'3' * 4994} Count: 4994\n".encode()
 
 
 def test_over_long_message_from_a_client_that_never_stops(serve):
