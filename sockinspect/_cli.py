@@ -436,7 +436,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"{'PASS' if r.passed else 'FAIL'}  {r.subject}  {r.rule.text}  (seen {json.dumps(r.seen)})")
         for rule in outcome.unchecked:
             print(f"FAIL  {rule.text}  (no {'UDP flow' if rule.scope == 'udp' else 'TCP connection'} selected)")
-        print(f"sockinspect check: {len(results) + len(outcome.unchecked) - failed} checks passed, {failed} failed")
+        passed = len(results) + len(outcome.unchecked) - failed
+        print(f"sockinspect check: {passed} check{'' if passed == 1 else 's'} passed, {failed} failed")
     return 1 if failed else 0
 
 
@@ -606,7 +607,8 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs] or ([Path("captures")] if Path("captures").is_dir() else [])
     for d in dirs:
         if not d.is_dir():
-            print(f"sockinspect cleanup: error: {d}: no such folder", file=sys.stderr)
+            what = "not a folder" if d.exists() else "no such folder"
+            print(f"sockinspect cleanup: error: {d}: {what}", file=sys.stderr)
             return 2
     try:
         items = clean_leftovers(dirs, dry_run=args.dry_run)

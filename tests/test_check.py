@@ -68,7 +68,7 @@ def test_check_pass_and_fail_lines_and_exit_code(capsys):
     lines = out.splitlines()
     assert lines[0].startswith("PASS  tcp #0 127.0.0.1:") and lines[0].endswith('state == SF  (seen "SF")')
     assert lines[1].startswith("FAIL") and '(seen "on")' in lines[1]
-    assert lines[-1] == "sockinspect check: 1 checks passed, 2 failed"
+    assert lines[-1] == "sockinspect check: 1 check passed, 2 failed"
 
 
 def test_check_all_pass_exits_0(capsys):

@@ -485,6 +485,9 @@ def test_cleanup_usage(tmp_path, capsys, monkeypatch):
     assert main(["cleanup", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err == f"sockinspect cleanup: error: {tmp_path / 'missing'}: no such folder\n"
+    (tmp_path / "capture.pcap").write_bytes(b"")
+    assert main(["cleanup", str(tmp_path / "capture.pcap")]) == 2
+    assert capsys.readouterr().err == f"sockinspect cleanup: error: {tmp_path / 'capture.pcap'}: not a folder\n"
     monkeypatch.chdir(tmp_path)
     assert main(["cleanup", "--json"]) == 0  # other runs' namespaces may be reported as kept
     assert json.loads(capsys.readouterr().out)["dry_run"] is False
