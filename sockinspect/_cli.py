@@ -218,16 +218,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
-
-
 def _host(text: str) -> str:
     """An address, also in the form the tables print IPv6 ones: ``[::1]``."""
     if text.startswith("[") and text.endswith("]"):
@@ -261,14 +251,24 @@ def _size(text: str) -> int:
     return value
 
 
-def _index(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a connection number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"connection numbers start at 0, got {value}")
-    return value
+def _whole(minimum: int, what: str = "a whole number", below: str = "must be at least {minimum}, got {value}"):  # noqa: ANN202
+    """An argparse type: an integer of at least ``minimum``, with messages that say so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(below.format(minimum=minimum, value=value))
+        return value
+
+    return parse
+
+
+_count = _whole(0)  # 0 or more
+_positive = _whole(1)
+_index = _whole(0, "a connection number", "connection numbers start at 0, got {value}")
 
 
 def _select(cap: Capture, ports: list[int] | None, hosts: list[str] | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import struct
 from pathlib import Path
 
@@ -81,3 +82,10 @@ def full_connection(cport: int = 40000, sport: int = 5000, cseq: int = 1000, sse
         tcp(s, c, sport, cport, "FA", b + len(reply), a + len(request) + 1, **kw),
         tcp(c, s, cport, sport, "A", a + len(request) + 1, b + len(reply) + 1, **kw),
     ]
+
+
+def sigint_by_default() -> None:
+    """A ``preexec_fn`` for programs a test stops with Ctrl-C (SIGINT): a shell that
+    starts the suite in the background without job control makes its children
+    ignore SIGINT, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sockinspect._cli import main
-from sockinspect._report import CSV_COLUMNS, CSV_LEFT_OUT, flatten
+from sockinspect._report import CSV_COLUMNS, CSV_LEFT_OUT, _cell, flatten
 from sockinspect._schema import SAME_AS, documented_keys
 
 ROOT = Path(__file__).parents[1]
@@ -56,16 +56,6 @@ def test_every_documented_scalar_key_is_a_column():
     assert len(columns) > 100  # the tables were read
 
 
-def _cell(value):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    return str(value)
-
-
 def _run(capsys, *argv: str) -> str:
     assert main(list(argv)) == 0
     return capsys.readouterr().out
@@ -84,7 +74,7 @@ def test_values_are_the_json_documents(capsys, path):
         for column, value in row.items():
             if column in ("file", "proto"):
                 continue
-            assert value == _cell(flat.get(column)), (proto, item["index"], column)
+            assert value == str(_cell(flat.get(column))), (proto, item["index"], column)
         # every key of the document is there (but the lists and buckets CSV leaves out)
         assert set(flat) <= set(row), set(flat) - set(row)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import T0
+from helpers import T0, sigint_by_default
 
 from sockinspect import analyze
 
@@ -25,6 +25,20 @@ CLI = [sys.executable, "-m", "sockinspect"]
 
 def run_cli(*args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], input=stdin, capture_output=True, timeout=timeout)
+
+
+def assert_ctrl_c_stops(args: list[str], started) -> None:  # noqa: ANN001
+    """Run the CLI, wait until ``started(proc)``, press Ctrl-C: exit 130 with one line."""
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=sigint_by_default)
+    try:
+        assert started(proc)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.decode().strip() == "sockinspect: interrupted"
 
 
 def without_file(doc: dict) -> dict:
@@ -67,15 +81,7 @@ def test_a_fifo_says_it_waits_then_reads_what_is_written(tmp_path):
 def test_a_fifo_nobody_writes_to_can_be_interrupted(tmp_path):
     fifo = tmp_path / "never.fifo"
     os.mkfifo(fifo)
-    proc = subprocess.Popen([*CLI, "analyze", str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert "waiting" in proc.stderr.readline().decode()
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
-    assert err.decode().strip() == "sockinspect: interrupted"
+    assert_ctrl_c_stops(["analyze", str(fifo)], lambda proc: "waiting" in proc.stderr.readline().decode())
 
 
 def test_a_directory_means_the_capture_files_in_it(tmp_path):
@@ -162,16 +168,7 @@ def test_gzip_progress_follows_the_compressed_bytes(tmp_path):
 
 def test_a_gzip_bomb_can_be_stopped_with_ctrl_c(tmp_path):
     bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=256)  # 15 GB inside
-    proc = subprocess.Popen([*CLI, "analyze", "--max-inflation", "0", str(bomb)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        time.sleep(2)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
-    assert err.decode().strip() == "sockinspect: interrupted"
+    assert_ctrl_c_stops(["analyze", "--max-inflation", "0", str(bomb)], lambda _proc: time.sleep(2) or True)
 
 
 
