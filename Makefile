@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 600
 
 .PHONY: report test lab lint fuzz clean
 
-report: $(STAMP)  ## analyze the example capture shipped in captures/
+report: $(STAMP)  ## analyze two example captures shipped in captures/examples
 	$(BIN)/sockinspect analyze $(CAPTURE)
 
 lab: $(STAMP)  ## run every lab scenario on loopback, capture it, answer Part 4 (captures/lab/)

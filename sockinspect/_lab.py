@@ -13,8 +13,7 @@ MISSING = "not measured in this run (run 'sockinspect run-and-capture lab')"
 
 def lab_answers(results: dict[str, list[Run]]) -> str:
     parts = [
-        "Part 4: the lab's questions, answered from this run's captures",
-        "=" * 63,
+        "Part 4: the lab's questions, answered from this run's captures\n" + "=" * 63,
         "a) " + _ports(results),
         "b) " + _flow(results),
         "c) " + _socket_call(results),
