@@ -62,7 +62,7 @@ MAX_HOLES = 64  # gaps in the sequence space seen (reordering, capture loss) kep
 AckLog = list[tuple[int, int, int, int, int, bool, bool]]
 
 
-SIGNIFICANT_BITS = 10  # delays are kept to 1 part in 1024: memory stays bounded per connection
+SIGNIFICANT_BITS = 10  # bucket width: 1/1024 to 1/512 of the value; memory stays bounded per connection
 _NO_MIN, _NO_MAX = 1 << 80, -(1 << 80)
 
 
@@ -79,9 +79,9 @@ def bucket_width_us(us: int) -> int:
 
 
 def held_decimals_ms(ms: float) -> int:
-    """Decimals of a value in ms that the sketch holds, never more: 3 (1 µs) below
-    8.192 ms... precisely: the largest d with 10**-d ms >= the bucket width
-    (3 below 1.024 ms, 2 to 8.191 ms, 1 to 65.535 ms, 0 to 524.287 ms, then -1, ...)."""
+    """Decimals of a value in ms that the sketch holds, never more: the largest d with
+    10**-d ms >= the bucket width (3 below 1.024 ms, 2 to 8.191 ms, 1 to 65.535 ms,
+    0 to 524.287 ms, then -1, ...)."""
     width_ms = bucket_width_us(abs(int(ms * 1000))) / 1000
     d = 3
     while 10.0 ** -d < width_ms:
@@ -90,8 +90,9 @@ def held_decimals_ms(ms: float) -> int:
 
 
 class Sketch:
-    """Durations in bounded memory: a count per 10-significant-bit bucket (so quantiles
-    are good to 1 part in 512), plus the exact smallest and largest, in ns."""
+    """Durations in bounded memory: a count per 10-significant-bit bucket (1/1024 to 1/512
+    of the value wide; a quantile, its bucket's middle, is within half of that), plus the
+    exact smallest and largest, in ns."""
 
     __slots__ = ("counts", "lo", "hi")
 

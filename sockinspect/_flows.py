@@ -371,6 +371,9 @@ class _TcpBuilder:
                         self.synack_ts = ts
                         side.syn_options = opts
                         self._window_scaling()
+                    elif (self.ack_ts is None and ts is not None and self.last_syn_ts is not None
+                          and self.synack_ts < self.last_syn_ts):  # it answers a retried SYN
+                        self.synack_ts = ts
             else:
                 if self.client is None or (self.syn_count == 0 and self.client != s):
                     self.client = s

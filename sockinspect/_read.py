@@ -383,7 +383,7 @@ class _Source:
     def close(self) -> None:
         if self.gzip is not None:
             self.gzip.close()
-        if self.raw is not sys.stdin.buffer:
+        if self.raw is not getattr(sys.stdin, "buffer", None):  # standard input stays open
             self.raw.close()
 
 

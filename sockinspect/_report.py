@@ -213,7 +213,7 @@ def tcp_table(conns: Iterable[TcpConnection], width: int | None = None) -> str:
         "#", "client", "server", "state", "rtt\n(ms)", "syn→synack\n(ms)", "synack→ack\n(ms)",
         "c2s\npkts", "c2s\nbytes", "s2c\npkts", "s2c\nbytes", "duration\n(ms)",
     ]
-    return grid(headers, rows, "rllll" + "r" * 7, width, units=(3, 3, 4)) + "\n" + state_legend(conns, width)
+    return grid(headers, rows, "rlll" + "r" * 8, width, units=(3, 3, 4)) + "\n" + state_legend(conns, width)
 
 
 def state_legend(conns: Iterable[TcpConnection], width: int | None = None) -> str:

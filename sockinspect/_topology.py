@@ -17,7 +17,6 @@ import ctypes
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,15 +174,3 @@ def leftovers(owner_pid: int | None = None) -> list[str]:
         return names
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
     return names + [part for part in links.split() if part.startswith("si-r2-") or part.startswith("si-ka-")]
-
-
-def free_port(topology: Loopback | NetnsPair) -> int:
-    """A port the OS picks on the server side (bind to 0, read it, close)."""
-
-    def pick() -> int:
-        family = socket.AF_INET6 if ":" in topology.server_addr else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.bind((topology.server_addr, 0))
-            return s.getsockname()[1]
-
-    return topology.in_server_netns(pick)

@@ -76,6 +76,19 @@ def test_handshake_rtt_after_syn_retries_runs_from_the_last_syn(tmp_path):
     assert doc["rtt_ms"] == 0.8 and doc["syn_retry_ms"] == 3000.0 and doc["syn_ts"] == T0 / 1e9
 
 
+def test_a_syn_ack_lost_after_the_capture_point_is_timed_from_the_answer_to_the_retry(tmp_path):
+    """SYN, SYN/ACK (lost on its way), SYN again 1 s later, SYN/ACK, ACK: the parts of the
+    handshake are the answered attempt's, so they add up to its RTT (none is negative)."""
+    syn = tcp(CLIENT, SERVER, 40000, 5000, "S", 7)
+    _syn, synack, ack = handshake(cseq=7)
+    ms = 1_000_000
+    records = [(T0, syn), (T0 + 1 * ms, synack), (T0 + 1000 * ms, syn), (T0 + 1001 * ms, synack),
+               (T0 + 1002 * ms, ack)]
+    h = analyze(write_pcap(tmp_path / "lost.pcap", records)).tcp.only().handshake
+    assert (h.syn_synack_ms, h.synack_ack_ms, h.rtt_ms) == (1.0, 1.0, 2.0)
+    assert h.synack_count == 2 and h.syn_retries == 1
+
+
 def test_port_reuse_starts_a_new_connection(tmp_path):
     first = full_connection(cseq=1000)
     second = full_connection(cseq=900_000)
