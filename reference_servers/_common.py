@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5000
 READY_FORMAT = "listening on {host} {port}"
+UDP_MAX_DATAGRAM = 65535  # bytes: what UDP's 16-bit length field allows, so no datagram is ever cut
 
 
 def _port(text: str) -> int:

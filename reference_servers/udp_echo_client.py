@@ -30,9 +30,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = Path(__file__).resolve().parent.name  # noqa: A001
-from ._common import address_family, connect, parser, run
-
-RECV_SIZE = 65535  # bytes: the largest datagram UDP's length field allows, so no reply is cut
+from ._common import UDP_MAX_DATAGRAM, address_family, connect, parser, run
 
 
 def max_size(host: str) -> int:
@@ -69,7 +67,7 @@ def _await(sock: socket.socket, payload: bytes, start: float, timeout: float) ->
     while (left := deadline - time.perf_counter()) > 0:
         sock.settimeout(left)
         try:
-            reply = sock.recv(RECV_SIZE)
+            reply = sock.recv(UDP_MAX_DATAGRAM)
         except TimeoutError:
             return None
         except ConnectionRefusedError:  # ICMP port unreachable: nobody listens there

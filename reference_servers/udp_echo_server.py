@@ -20,10 +20,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import the folder as a package, for the line below
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     __package__ = Path(__file__).resolve().parent.name  # noqa: A001
-from ._common import address_family, listen_error, parser, run, serve, setup_logging
+from ._common import UDP_MAX_DATAGRAM, address_family, listen_error, parser, run, serve, setup_logging
 
 log = logging.getLogger("udp_echo_server")
-MAX_DATAGRAM = 65535  # bytes: what UDP's 16-bit length allows, so no datagram is ever cut
 
 
 class DatagramEcho(socketserver.BaseRequestHandler):
@@ -46,7 +45,7 @@ class StreamEcho(socketserver.StreamRequestHandler):
 
 class UDPEchoServer(socketserver.UDPServer):
     allow_reuse_address = True
-    max_packet_size = MAX_DATAGRAM  # socketserver's default of 8192 would cut larger datagrams
+    max_packet_size = UDP_MAX_DATAGRAM  # socketserver's default of 8192 would cut larger datagrams
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.address_family = address_family(address[0])

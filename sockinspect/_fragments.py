@@ -8,7 +8,7 @@ order. The work and memory are bounded, since a hostile capture may hold
 thousands of fragments of one datagram:
 
 - a datagram is at most what the IP length fields can describe
-  (``MAX_DATAGRAM``), and has at most ``MAX_FRAGMENTS`` fragments;
+  (``MAX_REASSEMBLED``), and has at most ``MAX_FRAGMENTS`` fragments;
 - all pending datagrams together hold at most ``MAX_PENDING_BYTES`` and number
   at most ``MAX_PENDING``; past that the oldest is dropped.
 
@@ -25,7 +25,7 @@ from collections.abc import Hashable
 MAX_PENDING = 4096  # incomplete datagrams kept at once
 MAX_PENDING_BYTES = 32 << 20  # their buffers together
 MAX_FRAGMENTS = 8192  # per datagram: 64 KiB in 8-byte steps, the smallest fragment IPv4 allows
-MAX_DATAGRAM = 0xFFFF + 0xFFF8  # largest fragment offset plus the largest fragment payload
+MAX_REASSEMBLED = 0xFFFF + 0xFFF8  # bytes: the largest fragment offset plus the largest fragment payload
 OVER_LIMIT = object()  # what ``add`` returns for a fragment of a datagram over its limits
 
 
@@ -58,7 +58,7 @@ class Reassembler:
         end = offset + length
         dgram.count += 1
         # Too long, too many pieces, or two last fragments that disagree on the length.
-        if end > MAX_DATAGRAM or dgram.count > self.max_fragments or (not more and dgram.total not in (None, end)):
+        if end > MAX_REASSEMBLED or dgram.count > self.max_fragments or (not more and dgram.total not in (None, end)):
             self._reject(key)
             return OVER_LIMIT
         self._bytes += dgram.add(offset, end, data, more)

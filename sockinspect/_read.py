@@ -66,9 +66,9 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.warnings: list[str] = []
         self.linktypes: list[int] = []
-        self._source, head, gzipped = _open(self.path)
-        self._file: _Source | _SafeGzip = _SafeGzip(self._source, max_inflation) if gzipped else self._source
-        self.format = "+gzip" if gzipped else ""
+        self._source, head, gz = _open(self.path)
+        self._file = self._source if gz is None else _SafeGzip(gz, self._source, max_inflation)
+        self.format = "" if gz is None else "+gzip"
         self.size = self._source.size
         if head[:4] in PCAP_MAGIC:
             self._frames = self._pcap(head)
@@ -310,8 +310,9 @@ def _looks_like_capture(path: str) -> bool:
     return head in PCAP_MAGIC or head == PCAPNG_SHB or head[:2] == GZIP_MAGIC
 
 
-def _open(path: str) -> tuple[_Source, bytes, bool]:
-    """Open ``path`` ("-": standard input); return (source, first bytes, whether gzip).
+def _open(path: str) -> tuple[_Source, bytes, gzip.GzipFile | None]:
+    """Open ``path`` ("-": standard input); return (source, first bytes, the gzip
+    stream over the source when the input is gzip-compressed).
     A FIFO blocks here until a writer opens it (the CLI says so first)."""
     if path == STDIN and sys.stdin is None:
         raise CaptureFormatError("-: standard input is closed")
@@ -329,7 +330,7 @@ def _open(path: str) -> tuple[_Source, bytes, bool]:
         if not head:
             source.close()
             raise CaptureFormatError(f"{path}: empty {'input' if path == STDIN else 'file'} (0 bytes), not a capture")
-        return source, head, False
+        return source, head, None
     source.unread(head)
     unzipped = gzip.GzipFile(fileobj=source, mode="rb")
     try:
@@ -340,8 +341,7 @@ def _open(path: str) -> tuple[_Source, bytes, bool]:
     if not head:
         source.close()
         raise CaptureFormatError(f"{path}: gzip-compressed file holds nothing")
-    source.gzip = unzipped
-    return source, head, True
+    return source, head, unzipped
 
 
 class _Source:
@@ -354,7 +354,6 @@ class _Source:
         self.regular = stat.S_ISREG(st.st_mode)
         self.size = st.st_size if self.regular else 0
         self.consumed = 0
-        self.gzip: gzip.GzipFile | None = None
         self._back = b""
 
     def read(self, n: int = -1) -> bytes:
@@ -381,8 +380,6 @@ class _Source:
         self._back = data
 
     def close(self) -> None:
-        if self.gzip is not None:
-            self.gzip.close()
         if self.raw is not getattr(sys.stdin, "buffer", None):  # standard input stays open
             self.raw.close()
 
@@ -391,8 +388,8 @@ class _SafeGzip:
     """A gzip stream whose damage ends the data instead of raising mid-iteration,
     and that ends (``bomb``) when it inflates past ``max_inflation`` (see MAX_INFLATION)."""
 
-    def __init__(self, source: _Source, max_inflation: int = MAX_INFLATION) -> None:
-        self.source, self.max_inflation = source, max_inflation
+    def __init__(self, gz: gzip.GzipFile, source: _Source, max_inflation: int = MAX_INFLATION) -> None:
+        self.gz, self.source, self.max_inflation = gz, source, max_inflation
         self.damaged = self.bomb = False
         self.inflated = 0
 
@@ -406,7 +403,7 @@ class _SafeGzip:
             return b""
         while size < n and not self.damaged:
             try:
-                part = self.source.gzip.read1(min(n - size, 8192))
+                part = self.gz.read1(min(n - size, 8192))
             except (OSError, EOFError, zlib.error):
                 self.damaged = True
                 break
@@ -418,6 +415,7 @@ class _SafeGzip:
         return b"".join(parts)
 
     def close(self) -> None:
+        self.gz.close()
         self.source.close()
 
 
