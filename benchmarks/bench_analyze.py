@@ -1,220 +1,265 @@
-"""Throughput and peak memory of ``sockinspect analyze``, side by side with tshark.
+"""sockinspect side by side with the tools a user would pick instead: speed, CPU and memory.
 
-    .venv/bin/python benchmarks/bench_analyze.py [--packets 1000000] [--connections 10000] [--json]
+    .venv/bin/python benchmarks/bench_analyze.py [--large] [--repeat 3] [--tools a,b] [--json]
+    .venv/bin/python benchmarks/bench_analyze.py --install-nfstream   # once: NFStream in a venv of its own
 
-Generates (once, then reused) a deterministic nanosecond pcap of ``--packets``
-Ethernet frames over ``--connections`` TCP connections (90% IPv4, 10% IPv6;
-handshake, data both ways with varied sizes, ACKs, FIN teardown; many
-connections open at once), plus a second file with a quarter of the packets
-over the same number of connections, to show that memory follows connections,
-not packets. Then it runs, as subprocesses, ``sockinspect analyze FILE --json``
-and, when installed, ``tshark -q -n -z conv,tcp -r FILE``, ``--repeat`` times
-each, and reports the best wall time, packets per second and the peak resident
-memory of the whole process tree (sockinspect uses one process per core for
-large files).
+The capture is generated once by ``capture.py`` into ``--dir`` and reused:
+1,000,000 packets over 10,000 connections by default, 10,000,000 over 100,000
+with ``--large`` (5.4 GB), or ``--packets``/``--connections``. Each tool reads
+the file and writes its per-connection report to a scratch file (so a pipe
+costs nothing), which is then checked for the packets and connections it counted:
+
+- sockinspect: ``python -m sockinspect analyze --json FILE`` (the full analysis);
+- tshark: ``tshark -q -n -z conv,tcp -r FILE`` (per-conversation frames and bytes);
+- tcptrace: ``tcptrace -n -l -r FILE``, its long per-connection report with RTT
+  statistics, the closest to sockinspect's (``-n``: no name lookups);
+- NFStream: ``NFStreamer(source=FILE, statistical_analysis=True)`` iterated to the
+  last flow, run by the python of ``--nfstream-venv``, with its default meters.
+
+A tool that is not installed is reported as such. Runs are interleaved (every
+tool's run 1, then every tool's run 2, ...) because a shared machine is noisy;
+wall and CPU time are the best of ``--repeat`` runs, the peak RSS the largest.
+CPU time is user + system of the whole process tree (``os.wait4``), and peak RSS
+the sum over the tree (see ``proctree.py``). Packets/s is the file's packets over
+the wall time; ``sockinspect ×`` is sockinspect's packets/s over the tool's. The
+1-minute load average is printed before and after, with the core count.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import ipaddress
 import json
 import os
-import random
+import re
 import shutil
-import struct
 import subprocess
 import sys
-import threading
-import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from capture import generate
+from proctree import Run, run
 from tabulate import tabulate
 
-SEED = 20261125
-T0 = 1_760_000_000_000_000_000
-ETH4 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
-ETH6 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x86\xdd"
-FILLER = bytes(range(256)) * 6
+ROOT = Path(__file__).resolve().parent.parent
+NFSTREAM_SNIPPET = """\
+import json, sys
+from nfstream import NFStreamer
+flows = packets = 0
+for flow in NFStreamer(source=sys.argv[1], statistical_analysis=True):
+    flows += 1
+    packets += flow.bidirectional_packets
+print(json.dumps({"flows": flows, "packets": packets}))
+"""
 
 
-def generate(path: Path, packets: int, connections: int) -> None:
-    """Write the capture: each connection's packets, interleaved in time."""
-    rng = random.Random(SEED)
-    per = packets // connections
-    extra = packets - per * connections
-    # Every connection gets `per` packets (the first `extra` one more): SYN, SYN/ACK,
-    # ACK, then data and ACKs alternating, then FIN/ACK, FIN/ACK (and a last ACK).
-    lengths = [per + (1 if i < extra else 0) for i in range(connections)]
-    state = [0] * connections
-    open_ = list(range(min(connections, 2000)))
-    next_conn = len(open_)
-    written = 0
-    ts = T0
-    with open(path, "wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262_144, 1))
-        while open_:
-            k = rng.randrange(len(open_))
-            c = open_[k]
-            i = state[c]
-            out.write(_frame(c, i, lengths[c], ts, rng))
-            ts += rng.randrange(200, 2_000)
-            written += 1
-            state[c] += 1
-            if state[c] == lengths[c]:
-                open_[k] = open_[-1]
-                open_.pop()
-                if next_conn < connections:
-                    open_.append(next_conn)
-                    next_conn += 1
-            if written % 100_000 == 0:
-                print(f"\rgenerating {path.name}: {written}/{packets}", end="", file=sys.stderr, flush=True)
-    print(f"\rgenerated {path.name}: {written} packets, {path.stat().st_size >> 20} MiB", file=sys.stderr)
+@dataclass
+class Tool:
+    name: str
+    command: Callable[[Path], list[str]]
+    counts: Callable[[Path], tuple[int | None, int | None]]  # (packets, connections) from the tool's output
+    version: str = ""
 
 
-def _frame(c: int, i: int, n: int, ts: int, rng: random.Random) -> bytes:
-    v6 = c % 10 == 9
-    client = (f"2001:db8::{c >> 16:x}:{c & 0xFFFF:x}" if v6 else f"10.{c >> 16 & 255}.{c >> 8 & 255}.{c & 255}")
-    server = "2001:db8:ffff::1" if v6 else "192.0.2.1"
-    cport, sport = 32768 + c % 28000, 443
-    c_isn, s_isn = (c * 7919) & 0xFFFFFFFF, (c * 104729) & 0xFFFFFFFF
-    c_seq, s_seq = c_isn + 1 + (i // 2) * 700, s_isn + 1 + (i // 2) * 1400
-    if i == 0:
-        return _pkt(ts, v6, client, server, cport, sport, c_isn, 0, 0x02, 0, True)
-    if i == 1:
-        return _pkt(ts, v6, server, client, sport, cport, s_isn, c_isn + 1, 0x12, 0, True)
-    if i == n - 2:
-        return _pkt(ts, v6, client, server, cport, sport, c_seq, s_seq, 0x11, 0, False)
-    if i == n - 1:
-        return _pkt(ts, v6, server, client, sport, cport, s_seq, c_seq + 1, 0x11, 0, False)
-    if i % 2:  # client: a request of varied size, or a bare ACK
-        size = rng.choice((0, 0, 120, 700))
-        return _pkt(ts, v6, client, server, cport, sport, c_seq, s_seq, 0x18 if size else 0x10, size, False)
-    size = rng.choice((0, 1400, 1400, 300))
-    return _pkt(ts, v6, server, client, sport, cport, s_seq, c_seq, 0x18 if size else 0x10, size, False)
+def _sockinspect_counts(out: Path) -> tuple[int | None, int | None]:
+    with open(out) as f:
+        doc = json.loads(f.readline())
+    return doc.get("packets"), len(doc.get("tcp", ()))
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _addr(text: str) -> bytes:
-    return ipaddress.ip_address(text).packed
+def _tshark_counts(out: Path) -> tuple[int | None, int | None]:
+    packets = conversations = 0
+    frames = re.compile(r"(\d+)\s+\d+\s+(?:bytes|[kMGT]B)")
+    with open(out) as f:
+        for line in f:
+            if "<->" in line:
+                conversations += 1
+                packets += int(frames.findall(line)[2])  # <- frames, -> frames, total frames
+    return packets, conversations
 
 
-def _pkt(ts: int, v6: bool, src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
-         size: int, syn: bool) -> bytes:
-    options = b"\x02\x04\x05\xb4\x01\x03\x03\x07" if syn else b""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                      (5 + len(options) // 4) << 4, flags, 65535, 0, 0) + options
-    payload = FILLER[:size]
-    if v6:
-        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp) + size, 6, 64, _addr(src), _addr(dst))
-        frame = ETH6 + ip + tcp + payload
-    else:
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + size, 0, 0x4000, 64, 6, 0,
-                         _addr(src), _addr(dst))
-        frame = ETH4 + ip + tcp + payload
-    return struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(frame), len(frame)) + frame
+def _tcptrace_counts(out: Path) -> tuple[int | None, int | None]:
+    packets = connections = None
+    with open(out) as f:
+        for line in f:
+            if m := re.match(r"(\d+) packets seen, (\d+) TCP packets traced", line):
+                packets = int(m[2])
+            elif m := re.match(r"(\d+) TCP connections traced", line):
+                connections = int(m[1])
+                break
+    return packets, connections
 
 
-def measure(cmd: list[str], repeat: int) -> tuple[float, float, bytes]:
-    """Best wall time of ``repeat`` runs (seconds), the largest peak memory of the
-    process tree (MiB, children included: sockinspect may use several processes),
-    and the last run's stdout."""
-    best, peak, out = float("inf"), 0.0, b""
-    for _ in range(repeat):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        sampler = _TreeMemory(proc.pid)
-        sampler.start()
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        sampler.stop.set()
-        sampler.join()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed with {os.waitstatus_to_exitcode(status)}")
-        best = min(best, elapsed)
-        peak = max(peak, sampler.peak_kib / 1024, usage.ru_maxrss / 1024)
-    return best, peak, out
+def _nfstream_counts(out: Path) -> tuple[int | None, int | None]:
+    doc = json.loads(out.read_text())
+    return doc["packets"], doc["flows"]
 
 
-class _TreeMemory(threading.Thread):
-    """Samples the resident memory of a process and its descendants every 10 ms."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak_kib, self.stop = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(0.01):
-            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in _tree(self.pid)))
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue
-    return pids
-
-
-def _rss_kib(pid: int) -> int:
+def _first_line(cmd: list[str]) -> str:
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return next((line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()), "")
+
+
+def _sockinspect_version() -> str:
+    head = _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    changed = _first_line(["git", "-C", str(ROOT), "status", "--porcelain", "--", "sockinspect"])
+    return f"git {head}" + (" with uncommitted changes in sockinspect/" if changed else "") if head else ""
+
+
+def find_tools(nfstream_venv: Path) -> tuple[list[Tool], list[str]]:
+    """The tools installed here, and the names of those that are not."""
+    tools = [Tool("sockinspect", lambda f: [sys.executable, "-m", "sockinspect", "analyze", "--json", str(f)],
+                  _sockinspect_counts, _sockinspect_version())]
+    missing = []
+    if tshark := shutil.which("tshark"):
+        tools.append(Tool("tshark", lambda f: [tshark, "-q", "-n", "-z", "conv,tcp", "-r", str(f)],
+                          _tshark_counts, _first_line([tshark, "--version"])))
+    else:
+        missing.append("tshark")
+    if tcptrace := shutil.which("tcptrace"):
+        tools.append(Tool("tcptrace", lambda f: [tcptrace, "-n", "-l", "-r", str(f)], _tcptrace_counts,
+                          _first_line([tcptrace, "-v"])))
+    else:
+        missing.append("tcptrace")
+    python = nfstream_venv / "bin" / "python"
+    version = _first_line([str(python), "-c", "import nfstream; print('nfstream', nfstream.__version__)"])
+    if version.startswith("nfstream "):
+        tools.append(Tool("NFStream", lambda f: [str(python), "-c", NFSTREAM_SNIPPET, str(f)], _nfstream_counts,
+                          version))
+    else:
+        missing.append("NFStream")
+    return tools, missing
+
+
+def install_nfstream(venv: Path) -> None:
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--upgrade", "pip", "nfstream"],
+                   check=True, stdout=sys.stderr)
+
+
+def _warm(path: Path) -> None:
+    """Read the file once, so that every tool, first or last, finds it in the page cache."""
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(8 << 20)
+        while f.readinto(buf):
+            pass
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def bench(tools: list[Tool], path: Path, packets: int, repeat: int, scratch: Path) -> list[dict]:
+    runs: dict[str, list[Run]] = {t.name: [] for t in tools}
+    counted: dict[str, tuple[int | None, int | None]] = {}
+    failed: dict[str, str] = {}
+    for i in range(repeat):
+        for tool in tools:
+            if tool.name in failed:
+                continue
+            out = scratch / f"out-{tool.name}.txt"
+            try:
+                r = run(tool.command(path), out)
+                counted[tool.name] = tool.counts(out)
+            except (RuntimeError, ValueError, KeyError, IndexError, OSError) as exc:
+                failed[tool.name] = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else repr(exc)
+                print(f"{tool.name}: failed: {exc}", file=sys.stderr)
+                continue
+            finally:
+                out.unlink(missing_ok=True)
+                out.with_suffix(".err").unlink(missing_ok=True)
+            runs[tool.name].append(r)
+            print(f"run {i + 1}/{repeat} {tool.name:12} {r.wall_s:8.2f} s wall {r.cpu_s:8.2f} s CPU "
+                  f"{r.peak_rss_mib:8.0f} MiB  load {_load()[0]}", file=sys.stderr)
+    results = []
+    for tool in tools:
+        rs = runs[tool.name]
+        row = {"tool": tool.name, "version": tool.version, "command": " ".join(tool.command(path)),
+               "capture": path.name, "packets": packets, "runs": [asdict(r) for r in rs]}
+        if tool.name in failed:
+            row["failed"] = failed[tool.name]
+        if rs:
+            wall = min(r.wall_s for r in rs)
+            row |= {"wall_s": wall, "cpu_s": min(r.cpu_s for r in rs), "packets_per_s": packets / wall,
+                    "peak_rss_mib": max(r.peak_rss_mib for r in rs),
+                    "packets_counted": counted[tool.name][0], "connections_counted": counted[tool.name][1]}
+        results.append(row)
+    mine = next((r for r in results if r["tool"] == "sockinspect" and "wall_s" in r), None)
+    for r in results:
+        if mine and "wall_s" in r:
+            r["sockinspect_speedup"] = mine["packets_per_s"] / r["packets_per_s"]
+    return results
+
+
+def _table(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        if "wall_s" not in r:
+            rows.append([r["tool"], r["capture"], "", "", "", "", "", "", f"failed: {r.get('failed', '')}"[:60]])
+            continue
+        speedup = f"{r['sockinspect_speedup']:.2f}" if "sockinspect_speedup" in r else ""
+        rows.append([r["tool"], r["capture"], r["packets_counted"], r["connections_counted"], f"{r['wall_s']:.2f}",
+                     f"{r['cpu_s']:.2f}", f"{r['packets_per_s']:,.0f}", speedup, f"{r['peak_rss_mib']:,.0f}"])
+    return tabulate(rows, ["tool", "capture", "packets seen", "connections", "wall s", "CPU s", "packets/s",
+                           "sockinspect ×", "peak RSS MiB"], disable_numparse=True,
+                    colalign=("left", "left", "right", "right", "right", "right", "right", "right", "right"))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--packets", type=int, default=1_000_000)
     p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--large", action="store_true", help="the 10,000,000-packet, 100,000-connection capture")
     p.add_argument("--dir", type=Path, default=Path("/tmp/sockinspect-bench"), help="where the captures are kept")
-    p.add_argument("--repeat", type=int, default=3, help="runs per tool and file; the best time counts (default 3)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per tool; the best time counts (default 3)")
+    p.add_argument("--tools", help="comma-separated subset of: sockinspect,tshark,tcptrace,NFStream")
+    p.add_argument("--nfstream-venv", type=Path, help="venv with nfstream (default: DIR/nfstream-venv)")
+    p.add_argument("--install-nfstream", action="store_true", help="first create that venv and pip install nfstream")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--save", type=Path, help="also write the JSON document to this file")
     args = p.parse_args()
+    if args.large:
+        args.packets, args.connections = 10_000_000, 100_000
     args.dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for packets in (args.packets, args.packets // 4):
-        path = args.dir / f"bench-{packets}p-{args.connections}c.pcap"
-        if not path.exists():
-            generate(path, packets, args.connections)
-        files.append((path, packets))
-    sockinspect = [sys.executable, "-m", "sockinspect", "analyze", "--json"]
-    tshark = shutil.which("tshark")
-    rows, results = [], []
-    for path, packets in files:
-        seconds, rss, out = measure([*sockinspect, str(path)], args.repeat)
-        doc = json.loads(out)
-        if doc["packets"] != packets or len(doc["tcp"]) != args.connections:
-            raise SystemExit(f"sockinspect found {doc['packets']} packets and {len(doc['tcp'])} connections "
-                             f"in {path.name}; expected {packets} and {args.connections}")
-        results.append({"tool": "sockinspect", "file": path.name, "packets": packets, "seconds": seconds,
-                        "packets_per_second": packets / seconds, "peak_rss_mib": rss})
-        if tshark:
-            seconds, rss, _ = measure([tshark, "-q", "-n", "-z", "conv,tcp", "-r", str(path)], args.repeat)
-            results.append({"tool": "tshark -z conv,tcp", "file": path.name, "packets": packets,
-                            "seconds": seconds, "packets_per_second": packets / seconds, "peak_rss_mib": rss})
+    venv = args.nfstream_venv or args.dir / "nfstream-venv"
+    if args.install_nfstream:
+        install_nfstream(venv)
+    tools, missing = find_tools(venv)
+    if args.tools:
+        wanted = {name.strip().lower() for name in args.tools.split(",")}
+        tools = [t for t in tools if t.name.lower() in wanted]
+        missing = [m for m in missing if m.lower() in wanted]
+    path = args.dir / f"bench-{args.packets}p-{args.connections}c.pcap"
+    if not path.exists():
+        generate(path, args.packets, args.connections)
+    _warm(path)
+    cores = os.cpu_count()
+    load_before = _load()
+    results = bench(tools, path, args.packets, args.repeat, args.dir)
+    load_after = _load()
+    machine = {"cores": cores, "usable_cores": len(os.sched_getaffinity(0)), "load_before": load_before,
+               "load_after": load_after}
+    doc = json.dumps({"capture": str(path), "packets": args.packets, "connections": args.connections,
+                      "repeat": args.repeat, "machine": machine, "not_installed": missing, "results": results},
+                     indent=2)
+    if args.save:
+        args.save.write_text(doc + "\n")
     if args.json:
-        print(json.dumps({"connections": args.connections, "tshark": tshark, "results": results}, indent=2))
+        print(doc)
         return 0
-    for r in results:
-        rows.append([r["tool"], r["file"], r["packets"], f"{r['seconds']:.2f}", f"{r['packets_per_second']:,.0f}",
-                     f"{r['peak_rss_mib']:.0f}"])
-    print(tabulate(rows, ["tool", "capture", "packets", "seconds", "packets/s", "peak RSS (MiB)"],
-                   colalign=("left", "left", "right", "right", "right", "right")))
-    if not tshark:
-        print("tshark: not installed, not measured (apt-get install tshark to compare)")
+    print(_table(results))
+    for name in missing:
+        print(f"{name}: not installed, not measured"
+              + (" (--install-nfstream installs it)" if name == "NFStream" else f" (apt-get install {name})"))
+    print(f"best of {args.repeat}, runs interleaved; {cores} cores; load average (1, 5, 15 min) "
+          f"{', '.join(map(str, load_before))} before, {', '.join(map(str, load_after))} after")
+    for t in tools:
+        print(f"{t.name}: {t.version}")
     return 0
 
 
