@@ -19,3 +19,5 @@ fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -e '.[test]'
+# Compile the analysis engine once, now, into numba's cache: no analysis ever waits for it.
+"$venv/bin/python" -m sockinspect.analysis

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
-from ._flows import FlowTracker
 from ._model import Capture, Selection
 from ._read import MAX_INFLATION, CaptureReader
+from .analysis import jit
+from .analysis.engine import CHUNK_PACKETS, Engine
 
 PROGRESS_EVERY = 1 << 16  # packets between two progress callbacks
 
@@ -91,8 +92,10 @@ def _merge(first: Capture, others: list[Capture]) -> Capture:
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
              share: tuple[int, int]) -> Capture:
     decoder = Decoder(share)
-    tracker = FlowTracker()
-    decode, feed = decoder.decode, tracker.feed
+    engine = Engine(compiled=jit.want_compiled(reader.size))
+    decode = decoder.decode
+    chunk: list = []
+    feed = chunk.append
     defects: Counter[str] = Counter()
     first_malformed: dict[str, tuple[int, str]] = {}
     first_ts = last_ts = None
@@ -113,11 +116,15 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
                 first_malformed[pkt.kind] = (number, pkt.detail)
         else:
             feed(pkt)
+            if len(chunk) == CHUNK_PACKETS:
+                engine.feed_chunk(chunk)
+                chunk.clear()
         if progress is not None and not number % PROGRESS_EVERY:
             progress(reader.position(), reader.size)
     if progress is not None:
         progress(reader.size, reader.size)  # reading done; the connections are put together next
-    tcp, udp = tracker.finish()
+    engine.feed_chunk(chunk)
+    tcp, udp = engine.finish()
     warnings = list(reader.warnings)
     for kind, (first, detail) in first_malformed.items():
         more = defects[kind] - 1

@@ -21,8 +21,8 @@ import pytest
 
 from sockinspect._decode import Decoder, Packet
 from sockinspect._delays import AckLog
-from sockinspect._flows import FlowTracker
 from sockinspect._read import CaptureReader
+from sockinspect.analysis.engine import Engine
 
 DATA = Path(__file__).parent / "data"
 CAPTURES = [
@@ -53,12 +53,10 @@ def _tshark_ack_rtt(path: Path) -> dict[int, tuple[int, float]]:
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_single_segment_acks_agree_with_tshark(path):
     log: AckLog = []
-    decoder, tracker = Decoder(), FlowTracker(ack_log=log)
-    for number, frame in enumerate(CaptureReader(path), 1):
-        pkt = decoder.decode(frame, number)
-        if type(pkt) is Packet:
-            tracker.feed(pkt)
-    tracker.finish()
+    decoder, engine = Decoder(), Engine(ack_log=log)
+    frames = enumerate(CaptureReader(path), 1)
+    engine.feed(pkt for pkt in (decoder.decode(frame, number) for number, frame in frames) if type(pkt) is Packet)
+    engine.finish()
     theirs = _tshark_ack_rtt(path)
     compared = 0
     for ack_pkt, _first, last_pkt, covered, delay_ns, clean, exact in log:

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Imports that are not runtime dependencies: the pytest plugin runs inside pytest.
 NOT_RUNTIME = {"pytest"}
-IMPORT_NAMES = {"tabulate": "tabulate"}  # distribution name -> module name
+IMPORT_NAMES = {"tabulate": "tabulate", "numpy": "numpy", "numba": "numba"}  # distribution -> module
 
 
 def imported_top_level(folder: Path) -> set[str]:

@@ -1,0 +1,326 @@
+"""ACK timing, delayed ACKs, Nagle evidence and stalls, and which bytes are new, for
+one sender of a TCP connection: its data segments and the ACKs its peer returns.
+
+The rules are those of sockinspect._delays (its docstring states them); this is
+their kernel form. A sender's row of the table ``T`` (columns ``T_*``) holds its
+state; its unacknowledged segments are linked entries of the pool ``P``, the
+holes in its sequence space entries of the pool ``H``; what Python aggregates
+(ACK delays, stalls, the ACK log) goes out as events in ``EV``.
+"""
+
+from __future__ import annotations
+
+from .jit import kernel
+from .tables import (
+    EV_ACK_LOG,
+    EV_DELAY,
+    EV_STALL,
+    G_ACK_LOG,
+    G_EVENTS,
+    G_HOLE_FREE,
+    G_SEG_FREE,
+    G_SEG_USED,
+    HALF,
+    HOLE_HI,
+    HOLE_LO,
+    HOLE_NEXT,
+    M32,
+    NONE,
+    SEG_END,
+    SEG_NEXT,
+    SEG_ONCE,
+    SEG_PKT,
+    SEG_TS,
+)
+
+DELAYED_ACK_THRESHOLD_NS = 35_000_000  # _linux.DELAYED_ACK_THRESHOLD_NS (kernels read constants only)
+FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
+WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
+MIN_MSS = 536  # RFC 1122 default when no MSS option was seen
+MAX_STALLS_LISTED = 1000
+MAX_HOLES = 64  # gaps in the sequence space kept per sender; an older one is forgotten
+
+# The sender table's columns; T_MSS counts once T_HAS_MSS is set. CANDIDATE: evidence waiting for the
+# segment to prove the tail of the send queue (0 none, 1 held, 2 unacked).
+(T_MSS, T_FOLLOW, T_HEAD, T_TAIL, T_OUT, T_SND_UNA, T_HIGH, T_SML_END, T_SML_TS, T_REL, T_REL_TS,
+ T_PENDING, T_PEND_DATA_PKT, T_PEND_DATA_TS, T_PEND_ACK_PKT, T_PEND_ACK_TS, T_DELAYED, T_STALLS,
+ T_STALL_NS, T_LISTED, T_SMALL, T_HELD, T_UNACKED, T_MAX_PAYLOAD, T_CANDIDATE, T_ABS_HIGH, T_GAP,
+ T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL) = range(33)
+T_WIDTH = 33
+HELD, UNACKED = 1, 2
+
+
+
+@kernel
+def data(T, P, H, G, EV, d, seq, n, ts, number, fin, has_ts):  # noqa: ANN001, ANN201
+    """The sender sent ``n`` > 0 bytes at ``seq``. Returns 1 if they were sent before
+    (a retransmission or out-of-order arrival; a 1-byte keep-alive probe is not)."""
+    t = T[d]
+    end = (seq + n) & M32
+    high = t[T_HIGH]
+    if n > t[T_MAX_PAYLOAD]:
+        t[T_MAX_PAYLOAD] = n
+    if high != NONE and not 0 < ((end - high) & M32) < HALF:  # nothing new
+        if has_ts:
+            resent(T, P, d, end, ts, number, EV, G)
+        if n == 1 and ((high - seq) & M32) == 1 and t[T_SND_UNA] == high:  # a keep-alive
+            return 0
+        top = t[T_ABS_HIGH] - ((high - end) & M32)
+        seen_again(T, H, G, d, top - n, top)
+        return 1
+    if high == NONE or seq == high:  # in order
+        t[T_ABS_HIGH] += n
+    else:
+        beyond(T, H, G, d, seq, n, end, high)
+    t[T_HIGH] = end
+    if not has_ts:
+        return 0
+    if t[T_SND_UNA] == NONE:
+        t[T_SND_UNA] = seq
+    k = G[0][G_SEG_FREE]  # append [end, ts, number, once] to the outstanding segments
+    G[0][G_SEG_FREE] = P[k][SEG_NEXT]
+    G[0][G_SEG_USED] += 1
+    P[k][SEG_END] = end
+    P[k][SEG_TS] = ts
+    P[k][SEG_PKT] = number
+    P[k][SEG_ONCE] = 1
+    P[k][SEG_NEXT] = NONE
+    if t[T_TAIL] == NONE:
+        t[T_HEAD] = k
+    else:
+        P[t[T_TAIL]][SEG_NEXT] = k
+    t[T_TAIL] = k
+    t[T_OUT] += 1
+    t[T_CANDIDATE] = 0  # more new data: the previous segment was not the queue's tail
+    if n < small_threshold(t):
+        t[T_SMALL] += 1
+        if not fin:
+            nagle_evidence(t, ts)
+        t[T_SML_END] = end
+        t[T_SML_TS] = ts
+    if t[T_PENDING]:
+        stall(t, d, ts, number, EV, G)
+    t[T_REL] = 0
+    return 0
+
+
+@kernel
+def small_threshold(t):  # noqa: ANN001, ANN201
+    """Segments below this many bytes are sub-MSS: the MSS, else the largest seen, at least 536."""
+    if t[T_HAS_MSS] and t[T_MSS]:
+        return t[T_MSS]
+    max_payload = t[T_MAX_PAYLOAD]
+    return max_payload if max_payload > MIN_MSS else MIN_MSS
+
+
+@kernel
+def nagle_evidence(t, ts):  # noqa: ANN001, ANN201
+    """A sub-MSS segment: was earlier small data unacknowledged, or did it wait for the ACK?"""
+    sml = t[T_SML_END]
+    if sml != NONE and 0 < ((sml - t[T_SND_UNA]) & M32) < HALF:
+        t[T_CANDIDATE] = UNACKED
+    elif t[T_REL]:
+        ack_ts = t[T_REL_TS]
+        follow = ts - ack_ts
+        if follow <= t[T_FOLLOW] and ack_ts - t[T_SML_TS] >= WAIT_RATIO * max(follow, 1):
+            t[T_CANDIDATE] = HELD
+
+
+@kernel
+def resent(T, P, d, end, ts, number, EV, G):  # noqa: ANN001, ANN201
+    """Outstanding copies of resent data become ambiguous for ACK timing."""
+    t = T[d]
+    k = t[T_HEAD]
+    while k != NONE:
+        if not 0 < ((P[k][SEG_END] - end) & M32) < HALF:
+            P[k][SEG_ONCE] = 0
+        k = P[k][SEG_NEXT]
+    if t[T_PENDING]:
+        stall(t, d, ts, number, EV, G)
+    t[T_REL] = 0
+
+
+@kernel
+def beyond(T, H, G, d, seq, n, end, high):  # noqa: ANN001, ANN201
+    """New data that does not start at the highest sequence seen: it overlaps it, or
+    leaves a gap (a reordered or lost segment, perhaps seen later)."""
+    t = T[d]
+    advance = (end - high) & M32
+    below = (high - seq) & M32  # bytes of this segment below the highest seen
+    top = t[T_ABS_HIGH]
+    if below < HALF:
+        seen_again(T, H, G, d, top - below, top)
+    else:
+        gap = advance - n
+        t[T_GAP] += gap
+        k = G[0][G_HOLE_FREE]  # append the hole [top, top + gap)
+        G[0][G_HOLE_FREE] = H[k][HOLE_NEXT]
+        H[k][HOLE_LO] = top
+        H[k][HOLE_HI] = top + gap
+        H[k][HOLE_NEXT] = NONE
+        if t[T_HOLES] == NONE:
+            t[T_HOLES] = k
+        else:
+            H[t[T_HOLES_TAIL]][HOLE_NEXT] = k
+        t[T_HOLES_TAIL] = k
+        t[T_NHOLES] += 1
+        trim_holes(t, H, G)
+    t[T_ABS_HIGH] = top + advance
+
+
+@kernel
+def trim_holes(t, H, G):  # noqa: ANN001, ANN201
+    """Forget the oldest holes beyond MAX_HOLES."""
+    while t[T_NHOLES] > MAX_HOLES:
+        k = t[T_HOLES]
+        t[T_HOLES] = H[k][HOLE_NEXT]
+        H[k][HOLE_NEXT] = G[0][G_HOLE_FREE]
+        G[0][G_HOLE_FREE] = k
+        t[T_NHOLES] -= 1
+
+
+@kernel
+def seen_again(T, H, G, d, lo, hi):  # noqa: ANN001, ANN201
+    """Bytes [lo, hi) (unwrapped) below the highest seen: new where they fill a hole."""
+    t = T[d]
+    fresh = 0
+    prev = NONE
+    k = t[T_HOLES]
+    while k != NONE:
+        h_lo, h_hi, after = H[k][HOLE_LO], H[k][HOLE_HI], H[k][HOLE_NEXT]
+        o_lo, o_hi = max(h_lo, lo), min(h_hi, hi)
+        if o_lo < o_hi:
+            fresh += o_hi - o_lo
+            if h_lo < o_lo and o_hi < h_hi:  # split: [h_lo, o_lo) here, [o_hi, h_hi) after it
+                j = G[0][G_HOLE_FREE]
+                G[0][G_HOLE_FREE] = H[j][HOLE_NEXT]
+                H[k][HOLE_HI] = o_lo
+                H[j][HOLE_LO] = o_hi
+                H[j][HOLE_HI] = h_hi
+                H[j][HOLE_NEXT] = after
+                H[k][HOLE_NEXT] = j
+                t[T_NHOLES] += 1
+                prev = j
+            elif h_lo < o_lo:
+                H[k][HOLE_HI] = o_lo
+                prev = k
+            elif o_hi < h_hi:
+                H[k][HOLE_LO] = o_hi
+                prev = k
+            else:  # filled: unlink it
+                if prev == NONE:
+                    t[T_HOLES] = after
+                else:
+                    H[prev][HOLE_NEXT] = after
+                H[k][HOLE_NEXT] = G[0][G_HOLE_FREE]
+                G[0][G_HOLE_FREE] = k
+                t[T_NHOLES] -= 1
+        else:
+            prev = k
+        k = after
+    t[T_HOLES_TAIL] = prev
+    trim_holes(t, H, G)
+    t[T_FILLED] += fresh
+    t[T_RESENT] += hi - lo - fresh
+
+
+@kernel
+def stall(t, d, ts, number, EV, G):  # noqa: ANN001, ANN201
+    """The sender's data after a delayed ACK: a stall if it followed the ACK at once."""
+    ack_ts = t[T_PEND_ACK_TS]
+    if ts - ack_ts <= t[T_FOLLOW]:
+        t[T_STALLS] += 1
+        t[T_STALL_NS] += ts - t[T_PEND_DATA_TS]
+        if t[T_LISTED] < MAX_STALLS_LISTED:
+            t[T_LISTED] += 1
+            e = EV[G[0][G_EVENTS]]
+            G[0][G_EVENTS] += 1
+            e[0] = EV_STALL
+            e[1] = d
+            e[2] = t[T_PEND_DATA_PKT]
+            e[3] = t[T_PEND_ACK_PKT]
+            e[4] = number
+            e[5] = t[T_PEND_DATA_TS]
+            e[6] = ack_ts
+            e[7] = ts
+    t[T_PENDING] = 0
+
+
+@kernel
+def confirm_tail(t):  # noqa: ANN001, ANN201
+    """The last new segment was the tail of the send queue: count its evidence."""
+    c = t[T_CANDIDATE]
+    if c == HELD:
+        t[T_HELD] += 1
+    elif c == UNACKED:
+        t[T_UNACKED] += 1
+    t[T_CANDIDATE] = 0
+
+
+@kernel
+def ack(T, P, G, EV, d, ackno, ts, number, carries_data, has_ts):  # noqa: ANN001, ANN201
+    """The receiver acknowledged up to ``ackno``."""
+    t = T[d]
+    if carries_data:  # the sender's application may be answering this data
+        t[T_REL] = 0
+        t[T_PENDING] = 0
+        if t[T_CANDIDATE]:
+            confirm_tail(t)
+    una = t[T_SND_UNA]
+    if una == NONE or not has_ts:
+        return
+    newly = (ackno - una) & M32
+    if not 0 < newly < HALF:  # acknowledges nothing new
+        return
+    t[T_SND_UNA] = ackno
+    covered = 0
+    clean = 1
+    first_pkt = first_ts = last_pkt = last_ts = last_end = 0
+    k = t[T_HEAD]
+    while k != NONE and not 0 < ((P[k][SEG_END] - ackno) & M32) < HALF:
+        seg = P[k]
+        if covered == 0:
+            first_pkt, first_ts = seg[SEG_PKT], seg[SEG_TS]
+        covered += 1
+        last_pkt, last_ts, last_end = seg[SEG_PKT], seg[SEG_TS], seg[SEG_END]
+        if seg[SEG_ONCE]:
+            e = EV[G[0][G_EVENTS]]
+            G[0][G_EVENTS] += 1
+            e[0] = EV_DELAY
+            e[1] = d
+            e[2] = ts - last_ts
+        else:
+            clean = 0
+        after = seg[SEG_NEXT]
+        seg[SEG_NEXT] = G[0][G_SEG_FREE]
+        G[0][G_SEG_FREE] = k
+        G[0][G_SEG_USED] -= 1
+        k = after
+    t[T_HEAD] = k
+    if k == NONE:
+        t[T_TAIL] = NONE
+    t[T_OUT] -= covered
+    if covered == 0:
+        return
+    if G[0][G_ACK_LOG]:
+        e = EV[G[0][G_EVENTS]]
+        G[0][G_EVENTS] += 1
+        e[0] = EV_ACK_LOG
+        e[1] = number
+        e[2] = first_pkt
+        e[3] = last_pkt
+        e[4] = covered
+        e[5] = ts - last_ts
+        e[6] = clean
+        e[7] = 1 if ackno == last_end else 0
+    mss = small_threshold(t)
+    if not carries_data and clean and ts - first_ts >= DELAYED_ACK_THRESHOLD_NS and newly < 2 * mss:
+        t[T_DELAYED] += 1
+        t[T_PENDING] = 1
+        t[T_PEND_DATA_PKT] = first_pkt
+        t[T_PEND_DATA_TS] = first_ts
+        t[T_PEND_ACK_PKT] = number
+        t[T_PEND_ACK_TS] = ts
+    if not carries_data and t[T_SML_END] != NONE and not 0 < ((t[T_SML_END] - ackno) & M32) < HALF:
+        t[T_REL] = 1
+        t[T_REL_TS] = ts

@@ -1,0 +1,352 @@
+"""The engine's driver: packets in chunks of columns through the kernels, the
+kernels' events aggregated, and at the end one record per connection and flow.
+
+Python does what is per connection (records, names, statistics); the kernels do
+what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Iterable
+
+from .._decode import Packet, parse_syn_options
+from .._delays import NagleEvidence, Sketch, Stall, nagle_verdict
+from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
+from .._metrics import conn_state, sizes_from_counts, sketch_stats
+from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
+from . import acks, jit, tcp, udp, zeek
+from .tables import (
+    EV_ACK_LOG,
+    EV_DELAY,
+    EV_LATENCY,
+    EV_LETTER,
+    EV_SIZE,
+    EV_STALL,
+    EV_UDP_RTT,
+    EV_WIDTH,
+    G_ACK_LOG,
+    G_CONNS,
+    G_EVENTS,
+    G_HOLE_FREE,
+    G_SEG_FREE,
+    G_SEG_USED,
+    G_UDP,
+    G_WIDTH,
+    HOLE_NEXT,
+    HOLE_WIDTH,
+    NONE,
+    SEG_NEXT,
+    SEG_WIDTH,
+    grow,
+    link_free,
+    new_table,
+)
+
+CHUNK_PACKETS = 1 << 16
+TS_LIMIT = (1 << 62) - 1  # int64 room for differences: a timestamp beyond is clamped (hostile files only)
+_NO_OPTIONS = (NONE, NONE, 0, 0)
+
+
+class Engine:
+    """Feed packets in file order (:meth:`feed`), then :meth:`finish`.
+    ``ack_log``: a list to which every ACK that newly covers data is appended, as
+    (ACK packet, first and last covered data packet, segments covered, delay from the
+    last one in ns, all sent once, ends exactly at the last data byte)."""
+
+    def __init__(self, compiled: bool = False, ack_log: list | None = None) -> None:
+        compiled = compiled or jit.compiled()  # once compiled, the kernels are numba's
+        if compiled:
+            jit.compile_kernels()
+        self.compiled = compiled
+        self.ack_log = ack_log
+        self._addrs: dict[bytes, int] = {}
+        self._vlans: dict[tuple[int, ...], int] = {(): 0}
+        self._options: dict[bytes, tuple[int, int, int, int]] = {b"": _NO_OPTIONS}
+        c = compiled
+        self.G = new_table(1, G_WIDTH, c)
+        self.G[0][G_ACK_LOG] = 1 if ack_log is not None else 0
+        # Small at first (a capture of 30 packets is the common case), doubled when full.
+        self.C = new_table(16, tcp.C_WIDTH, c)
+        self.D = new_table(32, tcp.D_WIDTH, c)
+        self.T = new_table(32, acks.T_WIDTH, c)
+        self.U = new_table(16, udp.U_WIDTH, c)
+        self.P = new_table(64, SEG_WIDTH, c)
+        self.H = new_table(16, HOLE_WIDTH, c)
+        link_free(self.P, 0, SEG_NEXT)
+        link_free(self.H, 0, HOLE_NEXT)
+        self.G[0][G_SEG_FREE] = self.G[0][G_HOLE_FREE] = 0
+        self.EV = new_table(256, EV_WIDTH, c)
+        self.tcp_keys, self.tcp_waiting = _dict(c, 5), _dict(c, 4)
+        self.udp_keys, self.udp_waiting = _dict(c, 5), _dict(c, 4)
+        # What the events add up to, per sender row (d), connection or flow (slot).
+        self.sizes: dict[int, Counter[int]] = {}
+        self.delays: dict[int, Sketch] = {}
+        self.stalls: dict[int, list[Stall]] = {}
+        self.latency: dict[int, tuple[Sketch, Sketch]] = {}
+        self.letters: dict[int, list[tuple[int, str]]] = {}
+        self.udp_rtts: dict[int, Sketch] = {}
+
+    def feed(self, packets: Iterable[Packet]) -> None:
+        """Account packets (in file order) to their connections and flows."""
+        chunk: list[Packet] = []
+        for pkt in packets:
+            chunk.append(pkt)
+            if len(chunk) == CHUNK_PACKETS:
+                self.feed_chunk(chunk)
+                chunk = []
+        if chunk:
+            self.feed_chunk(chunk)
+
+    def feed_chunk(self, pkts: list[Packet]) -> None:
+        """Account a list of packets, the next in file order (best at most CHUNK_PACKETS)."""
+        if not pkts:
+            return
+        cols = self._columns(pkts)
+        (number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
+         o_mss, o_wscale, o_sack, o_ts) = cols
+        n = len(pkts)
+        i = 0
+        while i < n:
+            i = tcp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno,
+                         flags, win, plen, o_mss, o_wscale, o_sack, o_ts, self.tcp_keys, self.tcp_waiting,
+                         self.C, self.D, self.T, self.P, self.H, self.G, self.EV)
+            self._drain()
+            if i < n:
+                self._make_room()
+        i = 0
+        while i < n:
+            i = udp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen,
+                         self.udp_keys, self.udp_waiting, self.U, self.G, self.EV)
+            self._drain()
+            if i < n:
+                self._make_room()
+
+    def _columns(self, pkts: list[Packet]) -> tuple:
+        """The chunk's packets as columns of integers (addresses, VLANs and SYN options by id)."""
+        (number, ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
+         options) = zip(*pkts, strict=True)
+        has_ts = [t is not None for t in ts]
+        ts = [0 if t is None else (t if -TS_LIMIT <= t <= TS_LIMIT else (TS_LIMIT if t > 0 else -TS_LIMIT))
+              for t in ts]
+        addrs, vlans, parsed = self._addrs, self._vlans, self._options
+        src = [addrs.setdefault(a, len(addrs)) for a in src]
+        dst = [addrs.setdefault(a, len(addrs)) for a in dst]
+        vlan = [vlans.setdefault(v, len(vlans)) for v in vlan]
+        for o in options:
+            if o not in parsed:
+                m = parse_syn_options(o)
+                parsed[o] = (NONE if m.mss is None else m.mss, NONE if m.wscale is None else m.wscale,
+                             int(m.sack_perm), int(m.timestamps))
+        o_mss, o_wscale, o_sack, o_ts = zip(*(parsed[o] for o in options), strict=True)
+        cols = (number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
+                o_mss, o_wscale, o_sack, o_ts)
+        if not self.compiled:
+            return cols
+        import numpy as np
+
+        return tuple(np.asarray(c, dtype=np.int64) for c in cols)
+
+    def _make_room(self) -> None:
+        """The kernel stopped: a table is full. Double it."""
+        g, c = self.G[0], self.compiled
+        if g[G_CONNS] >= len(self.C):
+            rows = len(self.C)
+            self.C = grow(self.C, rows, tcp.C_WIDTH, c)
+            self.D = grow(self.D, 2 * rows, tcp.D_WIDTH, c)
+            self.T = grow(self.T, 2 * rows, acks.T_WIDTH, c)
+        if g[G_UDP] >= len(self.U):
+            self.U = grow(self.U, len(self.U), udp.U_WIDTH, c)
+        if g[G_SEG_FREE] == NONE:
+            rows = len(self.P)
+            self.P = grow(self.P, rows, SEG_WIDTH, c)
+            link_free(self.P, rows, SEG_NEXT)
+            g[G_SEG_FREE] = rows
+        if g[G_HOLE_FREE] == NONE:
+            rows = len(self.H)
+            self.H = grow(self.H, rows, HOLE_WIDTH, c)
+            link_free(self.H, rows, HOLE_NEXT)
+            g[G_HOLE_FREE] = rows
+        if g[G_EVENTS] + g[G_SEG_USED] + 16 > len(self.EV):
+            self.EV = grow(self.EV, len(self.EV), EV_WIDTH, c)
+
+    def _drain(self) -> None:
+        """Add the kernels' events up, then empty the event table."""
+        count = int(self.G[0][G_EVENTS])
+        if not count:
+            return
+        events = self.EV[:count]
+        if self.compiled:
+            events = events.tolist()
+        sizes, delays, stalls, latency = self.sizes, self.delays, self.stalls, self.latency
+        for e in events:
+            kind = e[0]
+            if kind == EV_DELAY:
+                sketch = delays.get(e[1])
+                if sketch is None:
+                    sketch = delays[e[1]] = Sketch()
+                sketch.add(e[2])
+            elif kind == EV_SIZE:
+                counter = sizes.get(e[1])
+                if counter is None:
+                    counter = sizes[e[1]] = Counter()
+                counter[e[2]] += 1
+            elif kind == EV_STALL:
+                stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
+            elif kind == EV_LATENCY:
+                pair = latency.get(e[1])
+                if pair is None:
+                    pair = latency[e[1]] = (Sketch(), Sketch())
+                pair[0].add(e[2])
+                pair[1].add(e[3])
+            elif kind == EV_LETTER:
+                self.letters.setdefault(e[1], []).append((e[2], chr(e[3])))
+            elif kind == EV_UDP_RTT:
+                sketch = self.udp_rtts.get(e[1])
+                if sketch is None:
+                    sketch = self.udp_rtts[e[1]] = Sketch()
+                sketch.add(e[2])
+            elif kind == EV_ACK_LOG:
+                self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
+        self.G[0][G_EVENTS] = 0
+
+    # -- records ----------------------------------------------------------------
+
+    def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
+        names = {i: _name(a) for a, i in self._addrs.items()}
+        vlans = {i: v for v, i in self._vlans.items()}
+        tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
+        D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
+        udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
+        return (Selection(self._connection(k, c, D, T, names, vlans) for k, c in enumerate(tcp_rows)),
+                Selection(self._flow(k, u, names, vlans) for k, u in enumerate(udp_rows)))
+
+    def _connection(self, slot: int, c: list[int], D: list, T: list, names: dict, vlans: dict) -> TcpConnection:
+        if c[tcp.C_REPLY_FIRST_TS] != NONE:  # the end of the capture ends the last reply
+            pair = self.latency.setdefault(slot, (Sketch(), Sketch()))
+            pair[0].add(c[tcp.C_REPLY_LAST_TS] - c[tcp.C_REQ_TS])
+            pair[1].add(c[tcp.C_REPLY_FIRST_TS] - c[tcp.C_REQ_TS])
+        latency, first_byte = self.latency.get(slot, (Sketch(), Sketch()))
+        inferred = c[tcp.C_CLIENT] == NONE
+        cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
+        ss = 1 - cs
+        letters = self.letters.get(slot, [])
+        history = ("^" if cs != 0 else "") + "".join(ch.upper() if s == cs else ch for s, ch in letters)
+        addr = (c[tcp.C_A0], c[tcp.C_A1])
+        port = (c[tcp.C_P0], c[tcp.C_P1])
+        client_port = port[cs]
+        last_ts = _ts(c[tcp.C_LAST_TS])
+        c2s = self._direction(2 * slot + cs, D, T, last_ts)
+        s2c = self._direction(2 * slot + ss, D, T, last_ts)
+        zstate = tcp.Z_BASE + zeek.Z_STATE
+        first_close = c[tcp.C_FIRST_CLOSE]
+        return TcpConnection(
+            index=slot,
+            client=Endpoint(names[addr[cs]], client_port),
+            server=Endpoint(names[addr[ss]], port[ss]),
+            inferred=inferred,
+            vlan=vlans[c[tcp.C_VLAN0]],
+            handshake=Handshake(
+                syn_ts_ns=_ts(c[tcp.C_SYN_TS]),
+                last_syn_ts_ns=_ts(c[tcp.C_LAST_SYN_TS]),
+                synack_ts_ns=_ts(c[tcp.C_SYNACK_TS]),
+                ack_ts_ns=_ts(c[tcp.C_ACK_TS]),
+                syn_count=c[tcp.C_SYNS],
+                synack_count=c[tcp.C_SYNACKS],
+            ),
+            c2s=c2s,
+            s2c=s2c,
+            state=conn_state(orig=c[zstate + cs], resp=c[zstate + ss], orig_bytes=c2s.payload_bytes,
+                             resp_bytes=s2c.payload_bytes, history=history),
+            history=history,
+            closed_by=None if first_close == NONE else ("client" if first_close == cs else "server"),
+            first_ts_ns=_ts(c[tcp.C_FIRST_TS]),
+            last_ts_ns=last_ts,
+            first_packet=c[tcp.C_FIRST_PKT],
+            last_packet=c[tcp.C_LAST_PKT],
+            client_port_ephemeral_linux=client_port in LINUX_EPHEMERAL_PORTS,
+            client_port_ephemeral_iana=client_port in IANA_EPHEMERAL_PORTS,
+            request_latency_ms=sketch_stats(latency),
+            response_first_byte_ms=sketch_stats(first_byte),
+        )
+
+    def _direction(self, d: int, D: list, T: list, end_ts: int | None) -> Direction:
+        """What one side sent; ``end_ts``: the connection's last packet, which ends a zero
+        window never reopened (and the capture's end ends the sender's queue)."""
+        side, t = D[d], T[d]
+        held, unacked = t[acks.T_HELD], t[acks.T_UNACKED]
+        if t[acks.T_CANDIDATE] == acks.HELD:
+            held += 1
+        elif t[acks.T_CANDIDATE] == acks.UNACKED:
+            unacked += 1
+        zero_ns = side[tcp.D_ZERO_NS]
+        if side[tcp.D_ZERO_SINCE] != NONE and end_ts is not None:
+            zero_ns += end_ts - side[tcp.D_ZERO_SINCE]
+        opts = bool(side[tcp.D_OPTS])
+        evidence = NagleEvidence(t[acks.T_SMALL], held, unacked)
+        return Direction(
+            packets=side[tcp.D_PACKETS],
+            payload_bytes=side[tcp.D_PAYLOAD],
+            segments=side[tcp.D_SEGMENTS],
+            frame_bytes=side[tcp.D_FRAME_BYTES],
+            sizes=sizes_from_counts(self.sizes.get(d, Counter()), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
+            mss_option=_ts(side[tcp.D_MSS]) if opts else None,
+            wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
+            sack_perm=bool(side[tcp.D_SACK]) if opts else None,
+            timestamps=bool(side[tcp.D_TSOPT]) if opts else None,
+            retransmissions=side[tcp.D_RETRANS],
+            fins=side[tcp.D_FINS],
+            rsts=side[tcp.D_RSTS],
+            first_data_ts_ns=_ts(side[tcp.D_FIRST_DATA_TS]),
+            last_data_ts_ns=_ts(side[tcp.D_LAST_DATA_TS]),
+            unique_bytes=t[acks.T_ABS_HIGH] - t[acks.T_GAP] + t[acks.T_FILLED],
+            retransmitted_bytes=t[acks.T_RESENT],
+            zero_windows=side[tcp.D_ZERO_WINDOWS],
+            zero_window_ns_total=zero_ns,
+            window_full=side[tcp.D_WINDOW_FULL],
+            nagle=nagle_verdict(evidence),
+            nagle_evidence=evidence,
+            ack_delay_ms=sketch_stats(self.delays.get(d, Sketch())),
+            delayed_acks=t[acks.T_DELAYED],
+            stall_list=tuple(self.stalls.get(d, ())),
+            stalls=t[acks.T_STALLS],
+            stall_ns_total=t[acks.T_STALL_NS],
+        )
+
+    def _flow(self, slot: int, u: list[int], names: dict, vlans: dict) -> UdpFlow:
+        return UdpFlow(
+            index=slot,
+            a=Endpoint(names[u[udp.U_A0]], u[udp.U_P0]),
+            b=Endpoint(names[u[udp.U_A1]], u[udp.U_P1]),
+            vlan=vlans[u[udp.U_VLAN0]],
+            a2b=UdpDirection(u[udp.U_PACKETS], u[udp.U_BYTES], u[udp.U_FRAME_BYTES]),
+            b2a=UdpDirection(u[udp.U_PACKETS + 1], u[udp.U_BYTES + 1], u[udp.U_FRAME_BYTES + 1]),
+            rtt_ms=sketch_stats(self.udp_rtts.get(slot, Sketch())),
+            first_ts_ns=_ts(u[udp.U_FIRST_TS]),
+            last_ts_ns=_ts(u[udp.U_LAST_TS]),
+            first_packet=u[udp.U_FIRST_PKT],
+            last_packet=u[udp.U_LAST_PKT],
+        )
+
+
+def _dict(compiled: bool, width: int):  # noqa: ANN202
+    """A key table for the kernels: tuples of ``width`` ints -> row."""
+    if not compiled:
+        return {}
+    from numba import typed, types
+
+    return typed.Dict.empty(key_type=types.UniTuple(types.int64, width), value_type=types.int64)
+
+
+def _rows(table, count: int, compiled: bool) -> list[list[int]]:  # noqa: ANN001
+    """The first ``count`` rows as lists of Python ints."""
+    return table[:count].tolist() if compiled else table[:count]
+
+
+def _ts(value: int) -> int | None:
+    return None if value == NONE else value
+
+
+def _name(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

@@ -1,0 +1,109 @@
+"""Compile the engine's kernels with numba, once a capture is large enough to pay for it.
+
+A kernel is a plain Python function over integers and indexable tables, written
+in the subset numba compiles (no objects, no exceptions, no allocation). It runs
+as written for small captures, on Python lists and ints: no import of numba (0.6 s
+and 90 MiB), no compile. For a large capture :func:`compile_kernels` replaces every
+kernel, in every module that refers to it, by its numba dispatcher; the same source
+then runs on numpy arrays. The two modes are one engine, and the tests run both.
+
+Compiling takes a while, so it is done once, ahead of use: ``python -m
+sockinspect.analysis`` (the project's set-up runs it) compiles the kernels into
+numba's on-disk cache and marks the cache ready. Analysis compiles only when it is
+ready: a student never waits for a compiler; without it, large captures run as Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+_KERNELS: list[Callable] = []
+_compiled = False
+COMPILE_MIN_BYTES = 16 << 20  # smaller captures run faster as Python than loading numba takes
+READY_MARK = "ready"
+DISABLE_VAR = "SOCKINSPECT_NO_JIT"  # set to 1: never compile (the kernels run as Python)
+
+
+def kernel(fn: F) -> F:
+    """Register ``fn`` as a kernel: compiled with the others by :func:`compile_kernels`."""
+    _KERNELS.append(fn)
+    return fn
+
+
+def available() -> bool:
+    """Whether numba can be used (installed, and not disabled by SOCKINSPECT_NO_JIT)."""
+    if os.environ.get(DISABLE_VAR, "") not in ("", "0"):
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+def compiled() -> bool:
+    return _compiled
+
+
+def want_compiled(capture_bytes: int) -> bool:
+    """Run compiled for a capture of this size? Only from a ready cache (once compiled, always)."""
+    return _compiled or (capture_bytes >= COMPILE_MIN_BYTES and available() and cache_ready())
+
+
+def cache_ready() -> bool:
+    """Whether :func:`warm_up` compiled these kernels into the cache."""
+    return (_cache_dir() / READY_MARK).exists()
+
+
+def compile_kernels() -> None:
+    """Replace every registered kernel by its numba dispatcher, wherever a module of
+    this package holds it. Idempotent; the machine code is cached under
+    ``$XDG_CACHE_HOME/sockinspect/numba-<hash of the kernels' sources>``."""
+    global _compiled
+    if _compiled:
+        return
+    import numba
+
+    numba.config.CACHE_DIR = str(_cache_dir())
+    swap = {id(fn): (fn, numba.njit(cache=True, nogil=True)(fn)) for fn in _KERNELS}
+    for name, module in list(sys.modules.items()):
+        if name == "sockinspect" or name.startswith("sockinspect."):
+            for attr, value in list(vars(module).items()):
+                fn, dispatcher = swap.get(id(value), (None, None))
+                if fn is value:
+                    setattr(module, attr, dispatcher)
+    _compiled = True
+
+
+def warm_up() -> Path:
+    """Compile the kernels into the cache (by running the engine on a few packets of
+    each kind) and mark it ready; returns the cache's folder."""
+    from .._decode import TCP, UDP, Packet
+    from .engine import Engine
+
+    engine = Engine(compiled=True)  # numba compiles each kernel with all it calls, whatever the data
+    addr = b"\x7f\x00\x00\x01"
+    engine.feed([Packet(1, 0, 60, (), addr, addr, TCP, 1, 2, 0, 0, 0x02, 1, 0, b""),
+                 Packet(2, 0, 60, (), addr, addr, UDP, 1, 2, 0, 0, 0, 0, 1, b"")])
+    engine.finish()
+    folder = _cache_dir()
+    (folder / READY_MARK).write_text("compiled by python -m sockinspect.analysis\n")
+    return folder
+
+
+def _cache_dir() -> Path:
+    """One cache per version of numba and of the kernels' sources: numba's own cache
+    does not notice that a kernel another one calls has changed."""
+    from . import engine  # noqa: F401 - imports (registers) every kernel
+
+    digest = hashlib.sha256(importlib.metadata.version("numba").encode())
+    for path in sorted({fn.__code__.co_filename for fn in _KERNELS}):
+        digest.update(Path(path).read_bytes())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sockinspect" / f"numba-{digest.hexdigest()[:16]}"
+

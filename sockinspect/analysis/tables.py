@@ -1,0 +1,56 @@
+"""The engine's state: fixed-width integer tables, one row per connection, per
+direction or per pool entry, as lists of lists (Python) or 2-D int64 arrays (numba).
+
+Each table's columns are named by constants, in the module that owns the table.
+``NONE`` stands for a missing number (Python's None) in columns
+that hold sequence numbers, timestamps or packet numbers, all non-negative.
+"""
+
+from __future__ import annotations
+
+NONE = -1
+M32 = 0xFFFFFFFF
+HALF = 1 << 31
+
+
+
+# Globals (one row): counters and free lists shared by the kernels.
+G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG = range(7)
+G_WIDTH = 7
+
+# Events the kernels hand to Python (one row each: kind, then up to 7 values).
+EV_WIDTH = 8
+EV_DELAY, EV_STALL, EV_LATENCY, EV_LETTER, EV_SIZE, EV_UDP_RTT, EV_ACK_LOG = range(7)
+
+# Outstanding (unacknowledged) data segments of a sender: a pool of linked entries.
+SEG_END, SEG_TS, SEG_PKT, SEG_ONCE, SEG_NEXT = range(5)
+SEG_WIDTH = 5
+# Holes in a sender's sequence space (unwrapped [lo, hi)): a pool of linked entries.
+HOLE_LO, HOLE_HI, HOLE_NEXT = range(3)
+HOLE_WIDTH = 3
+
+
+def new_table(rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: ANN201
+    """A table of ``rows`` x ``width`` integers, all ``fill``."""
+    if compiled:
+        import numpy as np
+
+        return np.full((rows, width), fill, dtype=np.int64)
+    return [[fill] * width for _ in range(rows)]
+
+
+def grow(table, rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: ANN001, ANN201
+    """``table`` with ``rows`` more rows of ``fill``."""
+    if compiled:
+        import numpy as np
+
+        return np.concatenate([table, np.full((rows, width), fill, dtype=np.int64)])
+    table.extend([fill] * width for _ in range(rows))
+    return table
+
+
+def link_free(table, start: int, next_column: int) -> None:  # noqa: ANN001
+    """Chain rows ``start``.. of a pool into a free list (the last one ends it)."""
+    rows = len(table)
+    for k in range(start, rows):
+        table[k][next_column] = k + 1 if k + 1 < rows else NONE

@@ -1,0 +1,89 @@
+"""The engine (sockinspect.analysis) gives the same records compiled with numba as run
+as Python, on every capture the project holds: ours, the corpus, the fuzzer's finds."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sockinspect._decode import Decoder, Packet
+from sockinspect._read import CaptureReader
+from sockinspect.analysis import jit
+from sockinspect.analysis.engine import Engine
+from sockinspect.errors import CaptureFormatError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_CAPTURES = {".json", ".md", ".tsv", ".trace", ".py"}
+CAPTURES = sorted(p for folder in (ROOT / "tests" / "data", ROOT / "captures") for p in folder.rglob("*")
+                  if p.is_file() and p.suffix not in NOT_CAPTURES)
+
+
+def packets(path: Path) -> list[Packet]:
+    decoder = Decoder()
+    decoded = (decoder.decode(frame, number) for number, frame in enumerate(CaptureReader(path), 1))
+    return [p for p in decoded if type(p) is Packet]
+
+
+def records(path: Path, compiled: bool, ack_log: list) -> tuple:
+    try:
+        pkts = packets(path)
+    except CaptureFormatError:
+        return ()
+    engine = Engine(compiled=compiled, ack_log=ack_log)
+    engine.feed(pkts)
+    return engine.finish()
+
+
+COMPILED_RUN = """
+import pickle, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_engine import records
+out = {}
+for name in sys.argv[2:]:
+    log = []
+    out[name] = (records(Path(name), True, log), log)
+sys.stdout.buffer.write(pickle.dumps(out))
+"""
+
+
+def test_the_captures_are_many():
+    assert len(CAPTURES) > 60
+
+
+@pytest.mark.skipif(not jit.available(), reason="numba is not installed")
+def test_compiled_kernels_give_the_records_python_gives():
+    """Compiled in a process of its own: once compiled, a process keeps numba's kernels."""
+    done = subprocess.run([sys.executable, "-c", COMPILED_RUN, str(ROOT / "tests"), *map(str, CAPTURES)],
+                          capture_output=True, timeout=600, check=True)
+    compiled = pickle.loads(done.stdout)
+    assert not jit.compiled(), "this process must run the kernels as Python"
+    differ = []
+    for path in CAPTURES:
+        log: list = []
+        python = (records(path, False, log), log)
+        if python != compiled[str(path)]:
+            differ.append(path.name)
+    assert not differ, f"compiled and Python records differ on {differ}"
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_engine_agrees_with_the_flow_tracker_it_replaces(path):
+    """The migration's differential test: removed with the old engine."""
+    from sockinspect._flows import FlowTracker
+
+    try:
+        pkts = packets(path)
+    except CaptureFormatError:
+        return
+    old_log: list = []
+    tracker = FlowTracker(ack_log=old_log)
+    for p in pkts:
+        tracker.feed(p)
+    new_log: list = []
+    assert records(path, False, new_log) == tracker.finish()
+    assert new_log == old_log
