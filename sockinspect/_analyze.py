@@ -5,17 +5,21 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
 from ._model import Capture, Selection
 from ._read import MAX_INFLATION, CaptureReader
 from .analysis import jit
 from .analysis.engine import CHUNK_PACKETS, Engine
+
+if TYPE_CHECKING:
+    from .analysis import pcapfile
 
 PROGRESS_EVERY = 1 << 16  # packets between two progress callbacks
 
@@ -45,12 +49,17 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     with gc_paused():
         if workers <= 1:
             return _analyze(path, reader, progress, (0, 1))
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            others = [pool.submit(_analyze_share, os.fspath(path), k, workers, max_inflation)
+        # Workers ignore Ctrl-C: on it (or any error) here, they are stopped, not waited for.
+        pool = multiprocessing.get_context("fork").Pool(workers - 1, initializer=signal.signal,
+                                                        initargs=(signal.SIGINT, signal.SIG_IGN))
+        try:
+            others = [pool.apply_async(_analyze_share, (os.fspath(path), k, workers, max_inflation))
                       for k in range(1, workers)]
             mine = _analyze(path, reader, progress, (0, workers))
-            return _merge(mine, [f.result() for f in others])
+            return _merge(mine, [f.get() for f in others])
+        finally:
+            pool.terminate()
+            pool.join()
 
 
 PARALLEL_MIN_BYTES = 64 << 20
@@ -90,41 +99,25 @@ def _merge(first: Capture, others: list[Capture]) -> Capture:
 
 
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
-             share: tuple[int, int]) -> Capture:
+             share: tuple[int, int], compiled: bool | None = None) -> Capture:
+    """``compiled``: run the engine compiled (default: when the capture is large, see .analysis.jit)."""
     decoder = Decoder(share)
-    engine = Engine(compiled=jit.want_compiled(reader.size))
-    decode = decoder.decode
-    chunk: list = []
-    feed = chunk.append
-    defects: Counter[str] = Counter()
-    first_malformed: dict[str, tuple[int, str]] = {}
-    first_ts = last_ts = None
-    number = 0
-    for number, frame in enumerate(reader, 1):  # noqa: B007 - number is used after the loop
-        ts = frame[0]
-        if ts is not None:
-            if first_ts is None or ts < first_ts:
-                first_ts = ts
-            if last_ts is None or ts > last_ts:
-                last_ts = ts
-        pkt = decode(frame, number)
-        if pkt is OTHER_SHARE:
-            pass
-        elif type(pkt) is Defect:
-            defects[pkt.kind] += 1
-            if pkt.malformed and pkt.kind not in first_malformed:
-                first_malformed[pkt.kind] = (number, pkt.detail)
-        else:
-            feed(pkt)
-            if len(chunk) == CHUNK_PACKETS:
-                engine.feed_chunk(chunk)
-                chunk.clear()
-        if progress is not None and not number % PROGRESS_EVERY:
-            progress(reader.position(), reader.size)
+    engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled)
+    tally = _Tally()
+    if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
+        from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures
+
+        for block in pcap_blocks(reader, decoder, engine, share):
+            engine.feed_columns(block.columns)
+            tally.block(block)
+            if progress is not None:
+                progress(reader.position(), reader.size)
+    else:
+        _frames(reader, decoder, engine, tally, progress)
     if progress is not None:
         progress(reader.size, reader.size)  # reading done; the connections are put together next
-    engine.feed_chunk(chunk)
     tcp, udp = engine.finish()
+    defects, first_malformed = tally.defects, tally.first_malformed
     warnings = list(reader.warnings)
     for kind, (first, detail) in first_malformed.items():
         more = defects[kind] - 1
@@ -135,11 +128,71 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
         file=os.fspath(path),
         format=reader.format,
         linktypes=tuple(dict.fromkeys(LINKTYPE_NAMES.get(t, str(t)) for t in reader.linktypes)),
-        packets=number,
-        first_ts_ns=first_ts,
-        last_ts_ns=last_ts,
+        packets=tally.packets,
+        first_ts_ns=tally.first_ts,
+        last_ts_ns=tally.last_ts,
         warnings=tuple(warnings),
         defects=dict(sorted(defects.items())),
         tcp=tcp,
         udp=udp,
     )
+
+
+class _Tally:
+    """What the capture holds besides connections: frames, their time span, defects."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self.defects: Counter[str] = Counter()
+        self.first_malformed: dict[str, tuple[int, str]] = {}
+
+    def time(self, first: int | None, last: int | None) -> None:
+        if first is not None and (self.first_ts is None or first < self.first_ts):
+            self.first_ts = first
+        if last is not None and (self.last_ts is None or last > self.last_ts):
+            self.last_ts = last
+
+    def defect(self, number: int, defect: Defect) -> None:
+        if defect is OTHER_SHARE:
+            return
+        self.defects[defect.kind] += 1
+        if defect.malformed and defect.kind not in self.first_malformed:
+            self.first_malformed[defect.kind] = (number, defect.detail)
+
+    def block(self, block: pcapfile.Block) -> None:
+        self.packets += block.frames
+        self.time(block.first_ts, block.last_ts)
+        for number, defect in block.defects:
+            self.defect(number, defect)
+
+
+def _frames(reader: CaptureReader, decoder: Decoder, engine: Engine, tally: _Tally,
+            progress: Progress | None) -> None:
+    """Frame by frame, through the general decoder (pcapng, compressed input, small captures)."""
+    decode = decoder.decode
+    chunk: list = []
+    feed = chunk.append
+    first_ts = last_ts = None
+    number = 0
+    for number, frame in enumerate(reader, 1):  # noqa: B007 - number is used after the loop
+        ts = frame[0]
+        if ts is not None:
+            if first_ts is None or ts < first_ts:
+                first_ts = ts
+            if last_ts is None or ts > last_ts:
+                last_ts = ts
+        pkt = decode(frame, number)
+        if type(pkt) is Defect:
+            tally.defect(number, pkt)
+        else:
+            feed(pkt)
+            if len(chunk) == CHUNK_PACKETS:
+                engine.feed_chunk(chunk)
+                chunk.clear()
+        if progress is not None and not number % PROGRESS_EVERY:
+            progress(reader.position(), reader.size)
+    engine.feed_chunk(chunk)
+    tally.packets = number
+    tally.time(first_ts, last_ts)

@@ -52,6 +52,15 @@ class Frame(NamedTuple):
     caplen: int
 
 
+class PcapHeader(NamedTuple):
+    big_endian: bool
+    ns_per_unit: int  # 1000 (microsecond timestamps) or 1 (nanosecond)
+    snaplen: int
+    linktype: int
+    limit: int  # a record's captured length above this is corruption
+    rest: bytes  # bytes read after the header
+
+
 class CaptureReader:
     """Iterate over the frames of a capture file; see ``warnings`` afterwards.
 
@@ -70,6 +79,7 @@ class CaptureReader:
         self._file = self._source if gz is None else _SafeGzip(gz, self._source, max_inflation)
         self.format = "" if gz is None else "+gzip"
         self.size = self._source.size
+        self._head = head
         if head[:4] in PCAP_MAGIC:
             self._frames = self._pcap(head)
         elif head[:4] == PCAPNG_SHB:
@@ -123,7 +133,14 @@ class CaptureReader:
 
     # -- pcap ---------------------------------------------------------------
 
-    def _pcap(self, head: bytes) -> Iterator[Frame]:
+    @property
+    def is_pcap(self) -> bool:
+        return self._head[:4] in PCAP_MAGIC
+
+    def pcap_header(self) -> PcapHeader:
+        """Read a pcap file's header (``is_pcap``): what its records need, and the bytes
+        read past it (``rest``). For reading the records some other way than iterating."""
+        head = self._head
         endian, ns_per_unit = PCAP_MAGIC[head[:4]]
         self.format = ("pcap" if ns_per_unit == 1_000 else "pcap-ns") + self.format
         buf = head + self._file.read(CHUNK)
@@ -134,18 +151,29 @@ class CaptureReader:
             raise CaptureFormatError(f"{self.path}: pcap version {major}.{minor} is not supported (only 2.x)")
         linktype = network & 0xFFFF
         self.linktypes.append(linktype)
-        record = struct.Struct(endian + "IIII").unpack_from
-        limit = max(snaplen, 262_144) if snaplen else MAX_RECORD
-        pos, base = 24, 0  # base: file offset of buf[0]
+        limit = min(max(snaplen, 262_144) if snaplen else MAX_RECORD, MAX_RECORD)
+        return PcapHeader(endian == ">", ns_per_unit, snaplen, linktype, limit, buf[24:])
+
+    def more(self, base: int, pos: int, end: int) -> bytes | None:
+        """The next chunk of a pcap file's records, or None at its end (with a warning for
+        a record cut short at byte ``base + pos``, ``end - pos`` bytes left over)."""
+        return self._more(base, pos, end, "packet")
+
+    def corrupt_record(self, offset: int, caplen: int, snaplen: int) -> None:
+        """Stop at a record whose captured length is impossible, with a warning."""
+        self._warn(f"corrupt record at byte offset {offset}: captured length {caplen} "
+                   f"is larger than the snapshot length {snaplen}; stopped reading there")
+
+    def _pcap(self, head: bytes) -> Iterator[Frame]:
+        big_endian, ns_per_unit, snaplen, linktype, limit, buf = self.pcap_header()
+        record = struct.Struct((">" if big_endian else "<") + "IIII").unpack_from
+        pos, base = 0, 24  # base: file offset of buf[0]
         while True:
             end = len(buf)
             while pos + 16 <= end:
                 sec, frac, caplen, wirelen = record(buf, pos)
-                if caplen > limit or caplen > MAX_RECORD:
-                    self._warn(
-                        f"corrupt record at byte offset {base + pos}: captured length {caplen} "
-                        f"is larger than the snapshot length {snaplen}; stopped reading there"
-                    )
+                if caplen > limit:
+                    self.corrupt_record(base + pos, caplen, snaplen)
                     return
                 if pos + 16 + caplen > end:
                     break

@@ -167,7 +167,7 @@ def test_gzip_progress_follows_the_compressed_bytes(tmp_path):
 
 
 def test_a_gzip_bomb_can_be_stopped_with_ctrl_c(tmp_path):
-    bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=256)  # 15 GB inside
+    bomb = gzip_bomb(tmp_path / "bomb.pcap.gz", members=1024)  # 61 GB inside: minutes to read
     assert_ctrl_c_stops(["analyze", "--max-inflation", "0", str(bomb)], lambda _proc: time.sleep(2) or True)
 
 

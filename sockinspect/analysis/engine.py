@@ -16,7 +16,7 @@ from .._delays import NagleEvidence, Sketch, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
 from .._metrics import conn_state, sizes_from_counts, sketch_stats
 from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
-from . import acks, jit, tcp, udp, zeek
+from . import acks, fastpath, jit, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
     EV_DELAY,
@@ -77,7 +77,12 @@ class Engine:
         link_free(self.P, 0, SEG_NEXT)
         link_free(self.H, 0, HOLE_NEXT)
         self.G[0][G_SEG_FREE] = self.G[0][G_HOLE_FREE] = 0
-        self.EV = new_table(256, EV_WIDTH, c)
+        self.EV = new_table(CHUNK_PACKETS * 2 if c else 256, EV_WIDTH, c)  # drained after every chunk
+        # Addresses by id when packets come as columns from the pcap kernels (.pcapfile):
+        # (family, high 64 bits, low 64 bits) -> id, and a row of A per id.
+        self.addr_ids = _dict(c, 3)
+        self.A = new_table(1024, fastpath.A_WIDTH, c)
+        self.AG = new_table(1, 1, c)
         self.tcp_keys, self.tcp_waiting = _dict(c, 5), _dict(c, 4)
         self.udp_keys, self.udp_waiting = _dict(c, 5), _dict(c, 4)
         # What the events add up to, per sender row (d), connection or flow (slot).
@@ -101,12 +106,15 @@ class Engine:
 
     def feed_chunk(self, pkts: list[Packet]) -> None:
         """Account a list of packets, the next in file order (best at most CHUNK_PACKETS)."""
-        if not pkts:
-            return
-        cols = self._columns(pkts)
+        if pkts:
+            self.feed_columns(self._columns(pkts))
+
+    def feed_columns(self, cols: tuple) -> None:
+        """Account packets given as columns (see ``_columns``; rows whose protocol is
+        neither TCP nor UDP are left out)."""
         (number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
          o_mss, o_wscale, o_sack, o_ts) = cols
-        n = len(pkts)
+        n = len(number)
         i = 0
         while i < n:
             i = tcp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno,
@@ -134,12 +142,8 @@ class Engine:
         src = [addrs.setdefault(a, len(addrs)) for a in src]
         dst = [addrs.setdefault(a, len(addrs)) for a in dst]
         vlan = [vlans.setdefault(v, len(vlans)) for v in vlan]
-        for o in options:
-            if o not in parsed:
-                m = parse_syn_options(o)
-                parsed[o] = (NONE if m.mss is None else m.mss, NONE if m.wscale is None else m.wscale,
-                             int(m.sack_perm), int(m.timestamps))
-        o_mss, o_wscale, o_sack, o_ts = zip(*(parsed[o] for o in options), strict=True)
+        o_mss, o_wscale, o_sack, o_ts = zip(*(parsed[o] if o in parsed else self._syn_options(o) for o in options),
+                                            strict=True)
         cols = (number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
                 o_mss, o_wscale, o_sack, o_ts)
         if not self.compiled:
@@ -147,6 +151,40 @@ class Engine:
         import numpy as np
 
         return tuple(np.asarray(c, dtype=np.int64) for c in cols)
+
+    def grow_addresses(self) -> None:
+        self.A = grow(self.A, len(self.A), fastpath.A_WIDTH, self.compiled)
+
+    def put_packet(self, cols: list, i: int, pkt: Packet) -> None:
+        """Row ``i`` of packet columns (from .pcapfile) from what the general decoder made."""
+        (_number, _ts, _wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
+         options) = pkt
+        ids = self.addr_ids
+        for column, addr in ((5, src), (6, dst)):
+            key = _address_key(addr)
+            found = ids.get(key)
+            if found is None:
+                if self.AG[0][0] == len(self.A):
+                    self.grow_addresses()
+                found = ids[key] = int(self.AG[0][0])
+                self.A[found] = key
+                self.AG[0][0] += 1
+            cols[column][i] = found
+        cols[4][i] = self._vlans.setdefault(vlan, len(self._vlans))
+        for column, value in zip(range(7, 15), (proto, sport, dport, seq, ackno, flags, win, plen), strict=True):
+            cols[column][i] = value
+        for column, value in zip(range(15, 19), self._syn_options(options), strict=True):
+            cols[column][i] = value
+
+    def _syn_options(self, options: bytes) -> tuple[int, int, int, int]:
+        """The option columns of a SYN with these raw options (remembered: SYNs repeat them)."""
+        found = self._options.get(options)
+        if found is None:
+            m = parse_syn_options(options)
+            found = self._options[options] = (NONE if m.mss is None else m.mss,
+                                              NONE if m.wscale is None else m.wscale,
+                                              int(m.sack_perm), int(m.timestamps))
+        return found
 
     def _make_room(self) -> None:
         """The kernel stopped: a table is full. Double it."""
@@ -215,6 +253,9 @@ class Engine:
 
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
         names = {i: _name(a) for a, i in self._addrs.items()}
+        for i, (family, hi, lo) in enumerate(_rows(self.A, int(self.AG[0][0]), self.compiled)):
+            names[i] = _name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
+                             hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True))
         vlans = {i: v for v, i in self._vlans.items()}
         tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
         D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
@@ -346,6 +387,13 @@ def _rows(table, count: int, compiled: bool) -> list[list[int]]:  # noqa: ANN001
 
 def _ts(value: int) -> int | None:
     return None if value == NONE else value
+
+
+def _address_key(addr: bytes) -> tuple[int, int, int]:
+    """(family, high, low 64 bits as signed numbers): an address as the pcap kernels key it."""
+    if len(addr) == 4:
+        return 4, 0, int.from_bytes(addr, "big")
+    return 6, int.from_bytes(addr[:8], "big", signed=True), int.from_bytes(addr[8:], "big", signed=True)
 
 
 def _name(addr: bytes) -> str:
