@@ -5,21 +5,23 @@ The rules are those of sockinspect._delays (its docstring states them); this is
 their kernel form. A sender's row of the table ``T`` (columns ``T_*``) holds its
 state; its unacknowledged segments are linked entries of the pool ``P``, the
 holes in its sequence space entries of the pool ``H``; what Python aggregates
-(ACK delays, stalls, the ACK log) goes out as events in ``EV``.
+(stalls, the ACK log) goes out as events in ``EV``; ACK delays go to the
+histograms ``HT`` (with the exact smallest and largest in T).
 """
 
 from __future__ import annotations
 
+from . import histograms
 from .jit import kernel
 from .tables import (
     EV_ACK_LOG,
-    EV_DELAY,
     EV_STALL,
     G_ACK_LOG,
     G_EVENTS,
     G_HOLE_FREE,
     G_SEG_FREE,
     G_SEG_USED,
+    H_DELAY,
     HALF,
     HOLE_HI,
     HOLE_LO,
@@ -45,8 +47,8 @@ MAX_HOLES = 64  # gaps in the sequence space kept per sender; an older one is fo
 (T_MSS, T_FOLLOW, T_HEAD, T_TAIL, T_OUT, T_SND_UNA, T_HIGH, T_SML_END, T_SML_TS, T_REL, T_REL_TS,
  T_PENDING, T_PEND_DATA_PKT, T_PEND_DATA_TS, T_PEND_ACK_PKT, T_PEND_ACK_TS, T_DELAYED, T_STALLS,
  T_STALL_NS, T_LISTED, T_SMALL, T_HELD, T_UNACKED, T_MAX_PAYLOAD, T_CANDIDATE, T_ABS_HIGH, T_GAP,
- T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL) = range(33)
-T_WIDTH = 33
+ T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL, T_DELAY_LO, T_DELAY_HI) = range(35)
+T_WIDTH = 35
 HELD, UNACKED = 1, 2
 
 
@@ -258,7 +260,7 @@ def confirm_tail(t):  # noqa: ANN001, ANN201
 
 
 @kernel
-def ack(T, P, G, EV, d, ackno, ts, number, carries_data, has_ts):  # noqa: ANN001, ANN201
+def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: ANN001, ANN201
     """The receiver acknowledged up to ``ackno``."""
     t = T[d]
     if carries_data:  # the sender's application may be answering this data
@@ -284,11 +286,12 @@ def ack(T, P, G, EV, d, ackno, ts, number, carries_data, has_ts):  # noqa: ANN00
         covered += 1
         last_pkt, last_ts, last_end = seg[SEG_PKT], seg[SEG_TS], seg[SEG_END]
         if seg[SEG_ONCE]:
-            e = EV[G[0][G_EVENTS]]
-            G[0][G_EVENTS] += 1
-            e[0] = EV_DELAY
-            e[1] = d
-            e[2] = ts - last_ts
+            delay = ts - last_ts
+            histograms.duration(HT, G, H_DELAY, d, delay)
+            if delay < t[T_DELAY_LO]:
+                t[T_DELAY_LO] = delay
+            if delay > t[T_DELAY_HI]:
+                t[T_DELAY_HI] = delay
         else:
             clean = 0
         after = seg[SEG_NEXT]

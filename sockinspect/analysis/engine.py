@@ -16,24 +16,28 @@ from .._delays import NagleEvidence, Sketch, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
 from .._metrics import conn_state, sizes_from_counts, sketch_stats
 from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
-from . import acks, fastpath, jit, tcp, udp, zeek
+from . import acks, fastpath, histograms, jit, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
-    EV_DELAY,
-    EV_LATENCY,
     EV_LETTER,
-    EV_SIZE,
     EV_STALL,
-    EV_UDP_RTT,
     EV_WIDTH,
     G_ACK_LOG,
     G_CONNS,
     G_EVENTS,
+    G_HIST_USED,
     G_HOLE_FREE,
     G_SEG_FREE,
     G_SEG_USED,
     G_UDP,
     G_WIDTH,
+    H_DELAY,
+    H_FIRST_BYTE,
+    H_LATENCY,
+    H_SIZE,
+    H_UDP_RTT,
+    HIST_COUNT,
+    HIST_WIDTH,
     HOLE_NEXT,
     HOLE_WIDTH,
     NONE,
@@ -85,13 +89,10 @@ class Engine:
         self.AG = new_table(1, 1, c)
         self.tcp_keys, self.tcp_waiting = _dict(c, 5), _dict(c, 4)
         self.udp_keys, self.udp_waiting = _dict(c, 5), _dict(c, 4)
-        # What the events add up to, per sender row (d), connection or flow (slot).
-        self.sizes: dict[int, Counter[int]] = {}
-        self.delays: dict[int, Sketch] = {}
+        self.HT = new_table(1 << 16 if c else 64, HIST_WIDTH, c)
+        # What the events add up to, per sender row (d) or connection (slot).
         self.stalls: dict[int, list[Stall]] = {}
-        self.latency: dict[int, tuple[Sketch, Sketch]] = {}
         self.letters: dict[int, list[tuple[int, str]]] = {}
-        self.udp_rtts: dict[int, Sketch] = {}
 
     def feed(self, packets: Iterable[Packet]) -> None:
         """Account packets (in file order) to their connections and flows."""
@@ -119,14 +120,14 @@ class Engine:
         while i < n:
             i = tcp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno,
                          flags, win, plen, o_mss, o_wscale, o_sack, o_ts, self.tcp_keys, self.tcp_waiting,
-                         self.C, self.D, self.T, self.P, self.H, self.G, self.EV)
+                         self.C, self.D, self.T, self.P, self.H, self.G, self.EV, self.HT)
             self._drain()
             if i < n:
                 self._make_room()
         i = 0
         while i < n:
             i = udp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen,
-                         self.udp_keys, self.udp_waiting, self.U, self.G, self.EV)
+                         self.udp_keys, self.udp_waiting, self.U, self.G, self.EV, self.HT)
             self._drain()
             if i < n:
                 self._make_room()
@@ -208,6 +209,9 @@ class Engine:
             g[G_HOLE_FREE] = rows
         if g[G_EVENTS] + g[G_SEG_USED] + 16 > len(self.EV):
             self.EV = grow(self.EV, len(self.EV), EV_WIDTH, c)
+        if 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(self.HT):
+            old, self.HT = self.HT, new_table(2 * len(self.HT), HIST_WIDTH, c)
+            histograms.rehash(old, self.HT, self.G)
 
     def _drain(self) -> None:
         """Add the kernels' events up, then empty the event table."""
@@ -217,34 +221,12 @@ class Engine:
         events = self.EV[:count]
         if self.compiled:
             events = events.tolist()
-        sizes, delays, stalls, latency = self.sizes, self.delays, self.stalls, self.latency
         for e in events:
             kind = e[0]
-            if kind == EV_DELAY:
-                sketch = delays.get(e[1])
-                if sketch is None:
-                    sketch = delays[e[1]] = Sketch()
-                sketch.add(e[2])
-            elif kind == EV_SIZE:
-                counter = sizes.get(e[1])
-                if counter is None:
-                    counter = sizes[e[1]] = Counter()
-                counter[e[2]] += 1
-            elif kind == EV_STALL:
-                stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
-            elif kind == EV_LATENCY:
-                pair = latency.get(e[1])
-                if pair is None:
-                    pair = latency[e[1]] = (Sketch(), Sketch())
-                pair[0].add(e[2])
-                pair[1].add(e[3])
-            elif kind == EV_LETTER:
+            if kind == EV_LETTER:
                 self.letters.setdefault(e[1], []).append((e[2], chr(e[3])))
-            elif kind == EV_UDP_RTT:
-                sketch = self.udp_rtts.get(e[1])
-                if sketch is None:
-                    sketch = self.udp_rtts[e[1]] = Sketch()
-                sketch.add(e[2])
+            elif kind == EV_STALL:
+                self.stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
             elif kind == EV_ACK_LOG:
                 self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
         self.G[0][G_EVENTS] = 0
@@ -260,15 +242,24 @@ class Engine:
         tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
         D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
+        self.histograms = histograms_by_key(self.HT, self.compiled)
         return (Selection(self._connection(k, c, D, T, names, vlans) for k, c in enumerate(tcp_rows)),
                 Selection(self._flow(k, u, names, vlans) for k, u in enumerate(udp_rows)))
 
+    def _sketch(self, kind: int, ident: int, lo: int, hi: int) -> Sketch:
+        sketch = Sketch()
+        counts = self.histograms.get((kind, ident))
+        if counts:
+            sketch.counts.update(counts)
+            sketch.lo, sketch.hi = lo, hi
+        return sketch
+
     def _connection(self, slot: int, c: list[int], D: list, T: list, names: dict, vlans: dict) -> TcpConnection:
+        latency = self._sketch(H_LATENCY, slot, c[tcp.C_LAT_LO], c[tcp.C_LAT_HI])
+        first_byte = self._sketch(H_FIRST_BYTE, slot, c[tcp.C_FB_LO], c[tcp.C_FB_HI])
         if c[tcp.C_REPLY_FIRST_TS] != NONE:  # the end of the capture ends the last reply
-            pair = self.latency.setdefault(slot, (Sketch(), Sketch()))
-            pair[0].add(c[tcp.C_REPLY_LAST_TS] - c[tcp.C_REQ_TS])
-            pair[1].add(c[tcp.C_REPLY_FIRST_TS] - c[tcp.C_REQ_TS])
-        latency, first_byte = self.latency.get(slot, (Sketch(), Sketch()))
+            latency.add(c[tcp.C_REPLY_LAST_TS] - c[tcp.C_REQ_TS])
+            first_byte.add(c[tcp.C_REPLY_FIRST_TS] - c[tcp.C_REQ_TS])
         inferred = c[tcp.C_CLIENT] == NONE
         cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
         ss = 1 - cs
@@ -331,7 +322,8 @@ class Engine:
             payload_bytes=side[tcp.D_PAYLOAD],
             segments=side[tcp.D_SEGMENTS],
             frame_bytes=side[tcp.D_FRAME_BYTES],
-            sizes=sizes_from_counts(self.sizes.get(d, Counter()), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
+            sizes=sizes_from_counts(Counter(self.histograms.get((H_SIZE, d), {})),
+                                    t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
             mss_option=_ts(side[tcp.D_MSS]) if opts else None,
             wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
             sack_perm=bool(side[tcp.D_SACK]) if opts else None,
@@ -348,7 +340,7 @@ class Engine:
             window_full=side[tcp.D_WINDOW_FULL],
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
-            ack_delay_ms=sketch_stats(self.delays.get(d, Sketch())),
+            ack_delay_ms=sketch_stats(self._sketch(H_DELAY, d, t[acks.T_DELAY_LO], t[acks.T_DELAY_HI])),
             delayed_acks=t[acks.T_DELAYED],
             stall_list=tuple(self.stalls.get(d, ())),
             stalls=t[acks.T_STALLS],
@@ -363,12 +355,21 @@ class Engine:
             vlan=vlans[u[udp.U_VLAN0]],
             a2b=UdpDirection(u[udp.U_PACKETS], u[udp.U_BYTES], u[udp.U_FRAME_BYTES]),
             b2a=UdpDirection(u[udp.U_PACKETS + 1], u[udp.U_BYTES + 1], u[udp.U_FRAME_BYTES + 1]),
-            rtt_ms=sketch_stats(self.udp_rtts.get(slot, Sketch())),
+            rtt_ms=sketch_stats(self._sketch(H_UDP_RTT, slot, u[udp.U_RTT_LO], u[udp.U_RTT_HI])),
             first_ts_ns=_ts(u[udp.U_FIRST_TS]),
             last_ts_ns=_ts(u[udp.U_LAST_TS]),
             first_packet=u[udp.U_FIRST_PKT],
             last_packet=u[udp.U_LAST_PKT],
         )
+
+
+def histograms_by_key(HT, compiled: bool) -> dict[tuple[int, int], dict[int, int]]:  # noqa: ANN001
+    """The histogram table as {(kind, id): {value: count}}."""
+    rows = HT[HT[:, HIST_COUNT] > 0].tolist() if compiled else [row for row in HT if row[HIST_COUNT]]
+    found: dict[tuple[int, int], dict[int, int]] = {}
+    for kind, ident, value, n in rows:
+        found.setdefault((kind, ident), {})[value] = n
+    return found
 
 
 def _dict(compiled: bool, width: int):  # noqa: ANN202

@@ -15,12 +15,18 @@ HALF = 1 << 31
 
 
 # Globals (one row): counters and free lists shared by the kernels.
-G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG = range(7)
-G_WIDTH = 7
+G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG, G_HIST_USED = range(8)
+G_WIDTH = 8
 
 # Events the kernels hand to Python (one row each: kind, then up to 7 values).
 EV_WIDTH = 8
-EV_DELAY, EV_STALL, EV_LATENCY, EV_LETTER, EV_SIZE, EV_UDP_RTT, EV_ACK_LOG = range(7)
+EV_STALL, EV_LETTER, EV_ACK_LOG = range(3)
+
+# Histograms (see .histograms): a hash table of (kind, id, value) -> count; count 0: free.
+HIST_KIND, HIST_ID, HIST_VALUE, HIST_COUNT = range(4)
+HIST_WIDTH = 4
+H_DELAY, H_SIZE, H_LATENCY, H_FIRST_BYTE, H_UDP_RTT = range(5)  # ids: sender row, or connection/flow
+NO_MIN, NO_MAX = 1 << 62, -(1 << 62)  # the smallest and largest of no value
 
 # Outstanding (unacknowledged) data segments of a sender: a pool of linked entries.
 SEG_END, SEG_TS, SEG_PKT, SEG_ONCE, SEG_NEXT = range(5)

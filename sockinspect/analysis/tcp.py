@@ -11,9 +11,23 @@ of sockinspect._flows (its docstrings state them). Rows: ``C`` per connection
 
 from __future__ import annotations
 
-from . import acks, zeek
+from . import acks, histograms, zeek
 from .jit import kernel
-from .tables import EV_LATENCY, EV_SIZE, G_CONNS, G_EVENTS, G_HOLE_FREE, G_SEG_FREE, G_SEG_USED, M32, NONE
+from .tables import (
+    G_CONNS,
+    G_EVENTS,
+    G_HIST_USED,
+    G_HOLE_FREE,
+    G_SEG_FREE,
+    G_SEG_USED,
+    H_FIRST_BYTE,
+    H_LATENCY,
+    H_SIZE,
+    M32,
+    NO_MAX,
+    NO_MIN,
+    NONE,
+)
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
@@ -23,8 +37,8 @@ TIMESTAMP_OPTION_BYTES = 12  # _linux.TIMESTAMP_OPTION_BYTES
 (C_VLAN0, C_VLAN1, C_A0, C_A1, C_P0, C_P1, C_CLIENT, C_GUESSED, C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS,
  C_ACK_TS, C_SYNS, C_SYNACKS, C_FIRST_CLOSE, C_FIRST_RST, C_FIRST_TS, C_LAST_TS, C_FIRST_PKT, C_LAST_PKT,
  C_REQ_TS, C_REPLY_FIRST_TS, C_REPLY_LAST_TS, C_WSHIFT, C_WSHIFT0, C_WSHIFT1, C_WAIT_NEXT,
- C_WAITING) = range(28)
-Z_BASE = 28
+ C_WAITING, C_LAT_LO, C_LAT_HI, C_FB_LO, C_FB_HI) = range(32)
+Z_BASE = 32
 C_WIDTH = Z_BASE + zeek.Z_WIDTH
 
 (D_PACKETS, D_PAYLOAD, D_SEGMENTS, D_FRAME_BYTES, D_ISN, D_RETRANS, D_FINS, D_RSTS, D_FIRST_DATA_TS,
@@ -35,7 +49,7 @@ D_WIDTH = 22
 
 @kernel
 def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags,
-         win, plen, o_mss, o_wscale, o_sack, o_ts, by_key, half_open, C, D, T, P, H, G, EV):  # noqa: ANN001, ANN201
+         win, plen, o_mss, o_wscale, o_sack, o_ts, by_key, half_open, C, D, T, P, H, G, EV, HT):  # noqa: ANN001, ANN201
     """Account packets ``start``..``stop`` (TCP ones) to their connections. Returns the
     index of the first packet not done: before it, a table ran short of rows."""
     for i in range(start, stop):
@@ -43,7 +57,7 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
             continue
         g = G[0]
         if (g[G_CONNS] >= len(C) or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
-                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV)):
+                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(HT)):
             return i
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
         slot = lookup(by_key, half_open, C, key, vlan[i])
@@ -57,7 +71,7 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
             if f & (SYN | ACK) == SYN and starts_anew(C[slot], D, slot, s, seq[i], ts[i], has_ts[i]):
                 slot = new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts)
                 s = 0
-        packet(C, D, T, P, H, G, EV, slot, s, number[i], ts[i], has_ts[i], wirelen[i], seq[i], ackno[i], f,
+        packet(C, D, T, P, H, G, EV, HT, slot, s, number[i], ts[i], has_ts[i], wirelen[i], seq[i], ackno[i], f,
                win[i], plen[i], o_mss[i], o_wscale[i], o_sack[i], o_ts[i])
     return stop
 
@@ -139,6 +153,8 @@ def new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts):  
         c[k] = NONE
     c[C_FIRST_TS] = c[C_LAST_TS] = ts[i] if has_ts[i] else NONE
     c[C_FIRST_PKT] = c[C_LAST_PKT] = number[i]
+    c[C_LAT_LO] = c[C_FB_LO] = NO_MIN
+    c[C_LAT_HI] = c[C_FB_HI] = NO_MAX
     zeek_init(c)
     for s in (0, 1):
         d = D[2 * slot + s]
@@ -194,6 +210,8 @@ def sender_init(t):  # noqa: ANN001, ANN201
     t[acks.T_HEAD] = t[acks.T_TAIL] = t[acks.T_SND_UNA] = t[acks.T_HIGH] = NONE
     t[acks.T_SML_END] = t[acks.T_HOLES] = NONE
     t[acks.T_FOLLOW] = acks.FOLLOW_BASE_NS
+    t[acks.T_DELAY_LO] = NO_MIN
+    t[acks.T_DELAY_HI] = NO_MAX
 
 
 @kernel
@@ -226,7 +244,7 @@ def starts_anew(c, D, slot, s, seq, ts, has_ts):  # noqa: ANN001, ANN201
 
 
 @kernel
-def packet(C, D, T, P, H, G, EV, slot, s, number, ts, has_ts, wirelen, seq, ackno, flags, win, n, o_mss,
+def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, ackno, flags, win, n, o_mss,
            o_wscale, o_sack, o_ts):  # noqa: ANN001, ANN201
     """One packet from side ``s`` of connection ``slot``."""
     c = C[slot]
@@ -237,7 +255,7 @@ def packet(C, D, T, P, H, G, EV, slot, s, number, ts, has_ts, wirelen, seq, ackn
     side[D_FRAME_BYTES] += wirelen
     resent = 0
     if flags & ACK:
-        acks.ack(T, P, G, EV, 2 * slot + 1 - s, ackno, ts, number, n > 0, has_ts)
+        acks.ack(T, P, G, EV, HT, 2 * slot + 1 - s, ackno, ts, number, n > 0, has_ts)
     if not win:
         if not flags & (SYN | FIN | RST):
             # tshark's zero_window, unless a zero-window probe: one byte at the next
@@ -263,7 +281,7 @@ def packet(C, D, T, P, H, G, EV, slot, s, number, ts, has_ts, wirelen, seq, ackn
             client = c[C_CLIENT] if c[C_CLIENT] != NONE else c[C_GUESSED]
             if s == client:
                 if c[C_REPLY_FIRST_TS] != NONE:  # a new request: the last reply is complete
-                    reply_done(c, slot, EV, G)
+                    reply_done(c, slot, HT, G)
                     c[C_REQ_TS] = ts
                 elif c[C_REQ_TS] == NONE:
                     c[C_REQ_TS] = ts
@@ -277,11 +295,7 @@ def packet(C, D, T, P, H, G, EV, slot, s, number, ts, has_ts, wirelen, seq, ackn
             side[D_LAST_DATA_TS] = ts
         side[D_PAYLOAD] += n
         side[D_SEGMENTS] += 1
-        e = EV[G[0][G_EVENTS]]
-        G[0][G_EVENTS] += 1
-        e[0] = EV_SIZE
-        e[1] = d
-        e[2] = n
+        histograms.add(HT, G, H_SIZE, d, n, 1)
     side[D_WND_FLAGS] = flags
     side[D_WND_ACK] = ackno
     side[D_WND_WIN] = win
@@ -308,14 +322,17 @@ def packet(C, D, T, P, H, G, EV, slot, s, number, ts, has_ts, wirelen, seq, ackn
 
 
 @kernel
-def reply_done(c, slot, EV, G):  # noqa: ANN001, ANN201
-    """The reply to the current request ended (the client spoke again)."""
-    e = EV[G[0][G_EVENTS]]
-    G[0][G_EVENTS] += 1
-    e[0] = EV_LATENCY
-    e[1] = slot
-    e[2] = c[C_REPLY_LAST_TS] - c[C_REQ_TS]
-    e[3] = c[C_REPLY_FIRST_TS] - c[C_REQ_TS]
+def reply_done(c, slot, HT, G):  # noqa: ANN001, ANN201
+    """The reply to the current request ended (the client spoke again): its latency to the
+    reply's last byte and to its first."""
+    latency = c[C_REPLY_LAST_TS] - c[C_REQ_TS]
+    first_byte = c[C_REPLY_FIRST_TS] - c[C_REQ_TS]
+    histograms.duration(HT, G, H_LATENCY, slot, latency)
+    histograms.duration(HT, G, H_FIRST_BYTE, slot, first_byte)
+    c[C_LAT_LO] = min(c[C_LAT_LO], latency)
+    c[C_LAT_HI] = max(c[C_LAT_HI], latency)
+    c[C_FB_LO] = min(c[C_FB_LO], first_byte)
+    c[C_FB_HI] = max(c[C_FB_HI], first_byte)
     c[C_REQ_TS] = c[C_REPLY_FIRST_TS] = c[C_REPLY_LAST_TS] = NONE
 
 

@@ -4,9 +4,9 @@ by the next one back gives a round-trip time."""
 
 from __future__ import annotations
 
-from . import tcp
+from . import histograms, tcp
 from .jit import kernel
-from .tables import EV_UDP_RTT, G_EVENTS, G_UDP, NONE
+from .tables import G_EVENTS, G_HIST_USED, G_UDP, H_UDP_RTT, NO_MAX, NO_MIN, NONE
 
 UDP = 17
 # A flow's row; U_VLAN0 .. U_P1, U_VLAN1, U_WAIT_NEXT and U_WAITING are where tcp.lookup
@@ -14,20 +14,20 @@ UDP = 17
 (U_VLAN0, U_VLAN1, U_A0, U_A1, U_P0, U_P1) = (tcp.C_VLAN0, tcp.C_VLAN1, tcp.C_A0, tcp.C_A1, tcp.C_P0, tcp.C_P1)
 U_WAIT_NEXT, U_WAITING = tcp.C_WAIT_NEXT, tcp.C_WAITING
 U_PACKETS, U_BYTES, U_FRAME_BYTES = 6, 8, 10  # per side (+0, +1)
-U_PENDING_TS, U_FIRST_TS, U_LAST_TS, U_FIRST_PKT, U_LAST_PKT = 12, 13, 14, 15, 16
-U_WIDTH = max(tcp.C_WAITING, U_LAST_PKT) + 1
+U_PENDING_TS, U_FIRST_TS, U_LAST_TS, U_FIRST_PKT, U_LAST_PKT, U_RTT_LO, U_RTT_HI = 12, 13, 14, 15, 16, 17, 18
+U_WIDTH = max(tcp.C_WAITING, U_RTT_HI) + 1
 
 
 @kernel
 def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen, by_key,
-         half_open, U, G, EV):  # noqa: ANN001, ANN201
+         half_open, U, G, EV, HT):  # noqa: ANN001, ANN201
     """Account packets ``start``..``stop`` (UDP ones) to their flows; returns the index
     of the first packet not done (a table ran short of rows)."""
     for i in range(start, stop):
         if proto[i] != UDP:
             continue
         g = G[0]
-        if g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV):
+        if g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT):
             return i
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
         slot = tcp.lookup(by_key, half_open, U, key, vlan[i])
@@ -44,11 +44,10 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
                 if u[U_PENDING_TS] == NONE:
                     u[U_PENDING_TS] = t
             elif u[U_PENDING_TS] != NONE:
-                e = EV[G[0][G_EVENTS]]
-                G[0][G_EVENTS] += 1
-                e[0] = EV_UDP_RTT
-                e[1] = slot
-                e[2] = t - u[U_PENDING_TS]
+                rtt = t - u[U_PENDING_TS]
+                histograms.duration(HT, G, H_UDP_RTT, slot, rtt)
+                u[U_RTT_LO] = min(u[U_RTT_LO], rtt)
+                u[U_RTT_HI] = max(u[U_RTT_HI], rtt)
                 u[U_PENDING_TS] = NONE
             if u[U_LAST_TS] == NONE or t > u[U_LAST_TS]:
                 u[U_LAST_TS] = t
@@ -69,6 +68,8 @@ def new_flow(i, key, by_key, half_open, U, G, number, ts, has_ts):  # noqa: ANN0
     u[U_VLAN1] = u[U_WAIT_NEXT] = u[U_PENDING_TS] = NONE
     u[U_FIRST_TS] = u[U_LAST_TS] = ts[i] if has_ts[i] else NONE
     u[U_FIRST_PKT] = u[U_LAST_PKT] = number[i]
+    u[U_RTT_LO] = NO_MIN
+    u[U_RTT_HI] = NO_MAX
     by_key[key] = slot
     wkey = (key[1], key[2], key[3], key[4])
     head = tcp.get(half_open, wkey)

@@ -1,0 +1,61 @@
+"""Histograms the kernels keep: payload sizes, and durations (ACK delays, latencies,
+UDP round trips) with 10 significant bits of microseconds, as sockinspect._delays'
+Sketch holds them. One hash table for all (open addressing, linear probing), keyed
+(kind, id, value); Python doubles it before it is half full."""
+
+from __future__ import annotations
+
+from .jit import kernel
+from .tables import G_HIST_USED, HIST_COUNT, HIST_ID, HIST_KIND, HIST_VALUE
+
+SIGNIFICANT_BITS = 10  # _delays.SIGNIFICANT_BITS
+
+
+@kernel
+def row_of(HT, kind, ident, value):  # noqa: ANN001, ANN201
+    """The row holding (kind, ident, value), or the free row where it belongs."""
+    mask = len(HT) - 1
+    h = (ident * 40503 + value * 2654435761 + kind * 97) & mask
+    while True:
+        row = HT[h]
+        if row[HIST_COUNT] == 0 or (row[HIST_VALUE] == value and row[HIST_ID] == ident
+                                    and row[HIST_KIND] == kind):
+            return h
+        h = (h + 1) & mask
+
+
+@kernel
+def add(HT, G, kind, ident, value, n):  # noqa: ANN001, ANN201
+    """``n`` more of ``value`` in histogram (kind, ident)."""
+    row = HT[row_of(HT, kind, ident, value)]
+    if row[HIST_COUNT] == 0:
+        row[HIST_KIND] = kind
+        row[HIST_ID] = ident
+        row[HIST_VALUE] = value
+        G[0][G_HIST_USED] += 1
+    row[HIST_COUNT] += n
+
+
+@kernel
+def duration(HT, G, kind, ident, ns):  # noqa: ANN001, ANN201
+    """One more duration, counted in its bucket of microseconds (_delays.quantize_us)."""
+    us = ns // 1000
+    bits = 0
+    rest = us if us >= 0 else -us
+    while rest:
+        bits += 1
+        rest >>= 1
+    drop = bits - SIGNIFICANT_BITS
+    if drop > 0:
+        us = us >> drop << drop
+    add(HT, G, kind, ident, us, 1)
+
+
+@kernel
+def rehash(old, new, G):  # noqa: ANN001, ANN201
+    """Move every entry of ``old`` into the larger, empty table ``new``."""
+    G[0][G_HIST_USED] = 0
+    for k in range(len(old)):
+        row = old[k]
+        if row[HIST_COUNT]:
+            add(new, G, row[HIST_KIND], row[HIST_ID], row[HIST_VALUE], row[HIST_COUNT])
