@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ._delays import Sketch, bucket_width_us, held_decimals_ms
 from ._model import Sizes, Stats
+from .analysis.zeek import CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT
 
 
 def stats_from_counts(counts: Counter[int]) -> Stats:
@@ -98,8 +99,6 @@ def _median_of_counts(values: list[int], counts: Counter[int], n: int) -> float:
     return lo if n % 2 else (lo + hi) / 2
 
 
-# Zeek's TCP endpoint states (TCP_Endpoint.h), as the flow tracker keeps them per side.
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R")
 
 

@@ -74,20 +74,3 @@ def test_compiled_kernels_give_the_records_python_gives():
             differ.append(path.name)
     assert not differ, f"compiled and Python records differ on {differ}"
 
-
-@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_the_engine_agrees_with_the_flow_tracker_it_replaces(path):
-    """The migration's differential test: removed with the old engine."""
-    from sockinspect._flows import FlowTracker
-
-    try:
-        pkts = packets(path)
-    except CaptureFormatError:
-        return
-    old_log: list = []
-    tracker = FlowTracker(ack_log=old_log)
-    for p in pkts:
-        tracker.feed(p)
-    new_log: list = []
-    assert records(path, False, new_log)[0] == tracker.finish()
-    assert new_log == old_log

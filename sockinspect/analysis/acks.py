@@ -1,16 +1,53 @@
 """ACK timing, delayed ACKs, Nagle evidence and stalls, and which bytes are new, for
 one sender of a TCP connection: its data segments and the ACKs its peer returns.
 
-The rules are those of sockinspect._delays (its docstring states them); this is
-their kernel form. A sender's row of the table ``T`` (columns ``T_*``) holds its
-state; its unacknowledged segments are linked entries of the pool ``P``, the
-holes in its sequence space entries of the pool ``H``; what Python aggregates
-(stalls, the ACK log) goes out as events in ``EV``; ACK delays go to the
-histograms ``HT`` (with the exact smallest and largest in T).
+A sender's row of the table ``T`` (columns ``T_*``) holds its state; its
+unacknowledged segments are linked entries of the pool ``P`` (memory bounded by
+the window), the holes in its sequence space entries of the pool ``H``; stalls
+and the ACK log go out as events in ``EV``; ACK delays go to the histograms
+``HT`` (with the exact smallest and largest in T).
+
+Rules (Linux, see _linux.py for the constants and their sources):
+
+- **ACK delay** of a data segment: time from the segment to the first ACK from
+  the receiver that covers its last byte. Segments sent more than once are
+  left out (Karn's rule: the ACK cannot tell which copy it answers).
+- **Delayed ACK**: an ACK that newly covers data, carries no data itself, came
+  at least ``DELAYED_ACK_THRESHOLD_NS`` (35 ms) after the earliest segment it
+  newly covers, covers less than two full-sized segments (Linux ACKs every
+  second full segment at once, so larger ACKs are not the delayed-ACK timer),
+  and covers only segments sent once (Karn again).
+- **Nagle** (tcp_output.c, ``tcp_nagle_test`` / ``tcp_minshall_check``): with
+  Nagle on, a sub-MSS segment is not sent while the sender's previous sub-MSS
+  segment is unacknowledged; FIN is exempt (so is urgent data, not modelled
+  here). So a sub-MSS segment sent while an earlier sub-MSS one is
+  unacknowledged proves Nagle is off (``small_while_small_unacked``) -- as
+  far as the capture holds every ACK, so a verdict needs two such cases. A sub-MSS segment sent right after a
+  pure ACK (no data) that acknowledged the previous sub-MSS segment, when the
+  wait for that ACK was much longer than the follow-up, is data that waited for
+  the ACK (``held_until_ack``): evidence for Nagle on. A pure ACK gives the
+  application no reason to write, so a write that follows it at once was
+  queued before it. Neither seen: ``unknown``. Linux applies Nagle only to
+  the tail of the send queue (``tcp_write_xmit``: ``tcp_skb_is_last ? nonagle :
+  TCP_NAGLE_PUSH``), so a segment counts as evidence only once it proves to be
+  a tail: the sender sent no new data before the receiver's next data (or the
+  end of the capture). Window-limited pieces of a bulk write are not.
+- **Stall**: a delayed ACK after which the sender's next data segment followed
+  within the follow window: the sender was waiting for that ACK. The time lost
+  is from the late-acknowledged segment to that next segment.
+
+Limits: the capture point's view of time matters: a capture near the receiver
+sees the sender's follow-up one RTT after the ACK, so the follow window is 2 ms
+plus the handshake RTT. TCP_CORK also holds sub-MSS data (until 200 ms), and an
+application that writes late right after a pure ACK by coincidence looks the
+same; repeated evidence is required for ``on``. Sub-MSS uses the MSS the
+receiver announced (minus 12 bytes when TCP timestamps are in use); without a
+SYN it is the largest payload seen so far, at least 536 bytes (RFC 1122).
 """
 
 from __future__ import annotations
 
+from .._linux import DELAYED_ACK_THRESHOLD_NS
 from . import histograms
 from .jit import kernel
 from .tables import (
@@ -35,7 +72,6 @@ from .tables import (
     SEG_TS,
 )
 
-DELAYED_ACK_THRESHOLD_NS = 35_000_000  # _linux.DELAYED_ACK_THRESHOLD_NS (kernels read constants only)
 FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
 WAIT_RATIO = 5  # "held": the wait for the ACK was at least 5x the follow-up
 MIN_MSS = 536  # RFC 1122 default when no MSS option was seen

@@ -3,14 +3,20 @@ belongs to (keys, VLANs, port reuse), roles, the handshake, what each side sent,
 zero windows, request latency; per sender, ACK timing (:mod:`.acks`); Zeek's
 states and history (:mod:`.zeek`).
 
-One kernel, :func:`feed`, walks the packets in file order. The rules are those
-of sockinspect._flows (its docstrings state them). Rows: ``C`` per connection
-(columns ``C_*``, then Zeek's from ``Z_BASE``), ``D`` per side (``D_*``, row
-2 x connection + side, side 0 the first sender), ``T`` per sender (acks.T_*).
+One kernel, :func:`feed`, walks the packets in file order; no packet is kept.
+Connections are identified by both endpoints plus the VLAN tags; a SYN starts a
+new connection on the same ports (port reuse) when the previous one has ended,
+has been idle long, or began with a different initial sequence number. The
+client is the SYN sender (or, mid-stream, a guess from the ports: marked
+inferred). Rows: ``C`` per connection (columns ``C_*``, then Zeek's from
+``Z_BASE``), ``D`` per side (``D_*``, row 2 x connection + side, side 0 the
+first sender), ``T`` per sender (acks.T_*).
 """
 
 from __future__ import annotations
 
+from .. import _linux
+from .._linux import TIMESTAMP_OPTION_BYTES
 from . import acks, histograms, zeek
 from .jit import kernel
 from .tables import (
@@ -32,7 +38,10 @@ from .tables import (
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
 IDLE_RESTART_NS = 300 * 1_000_000_000  # a SYN after 5 idle minutes is a new connection
-TIMESTAMP_OPTION_BYTES = 12  # _linux.TIMESTAMP_OPTION_BYTES
+# The port ranges as numbers (a kernel reads no range objects).
+WELL_KNOWN_END = _linux.WELL_KNOWN_PORTS.stop
+LINUX_EPHEMERAL = (_linux.LINUX_EPHEMERAL_PORTS.start, _linux.LINUX_EPHEMERAL_PORTS.stop)
+IANA_EPHEMERAL = (_linux.IANA_EPHEMERAL_PORTS.start, _linux.IANA_EPHEMERAL_PORTS.stop)
 
 (C_VLAN0, C_VLAN1, C_A0, C_A1, C_P0, C_P1, C_CLIENT, C_GUESSED, C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS,
  C_ACK_TS, C_SYNS, C_SYNACKS, C_FIRST_CLOSE, C_FIRST_RST, C_FIRST_TS, C_LAST_TS, C_FIRST_PKT, C_LAST_PKT,
@@ -218,11 +227,11 @@ def sender_init(t):  # noqa: ANN001, ANN201
 def infer_client(port0, port1):  # noqa: ANN001, ANN201
     """Guess which side (0 = first sender) is the client of a mid-stream connection:
     the side not on a well-known port, else the side on an ephemeral port, else 0."""
-    well0, well1 = port0 < 1024, port1 < 1024
+    well0, well1 = port0 < WELL_KNOWN_END, port1 < WELL_KNOWN_END
     if well0 != well1:
         return 0 if well1 else 1
-    eph0 = 32768 <= port0 < 61000 or 49152 <= port0 < 65536
-    eph1 = 32768 <= port1 < 61000 or 49152 <= port1 < 65536
+    eph0 = LINUX_EPHEMERAL[0] <= port0 < LINUX_EPHEMERAL[1] or IANA_EPHEMERAL[0] <= port0 < IANA_EPHEMERAL[1]
+    eph1 = LINUX_EPHEMERAL[0] <= port1 < LINUX_EPHEMERAL[1] or IANA_EPHEMERAL[0] <= port1 < IANA_EPHEMERAL[1]
     if eph0 != eph1:
         return 0 if eph0 else 1
     return 0

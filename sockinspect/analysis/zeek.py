@@ -12,7 +12,7 @@ from .jit import kernel
 from .tables import EV_LETTER, G_EVENTS
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-# Zeek's TCP endpoint states (TCP_Endpoint.h); sockinspect._metrics.conn_state reads them.
+# Zeek's TCP endpoint states (TCP_Endpoint.h), per side; sockinspect._metrics.conn_state reads them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 HISTORY_MAX = 100  # letters kept per connection (Zeek keeps all; s/h/f/r repeat on new sequence numbers)
 # Zeek's history masks (src/analyzer/protocol/tcp/TCP_Endpoint.h), one set per side.
