@@ -242,13 +242,13 @@ class Engine:
         tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
         D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
-        self.histograms = histograms_by_key(self.HT, self.compiled)
+        self.histograms = Histograms(self.HT, self.compiled)
         return (Selection(self._connection(k, c, D, T, names, vlans) for k, c in enumerate(tcp_rows)),
                 Selection(self._flow(k, u, names, vlans) for k, u in enumerate(udp_rows)))
 
     def _sketch(self, kind: int, ident: int, lo: int, hi: int) -> Sketch:
         sketch = Sketch()
-        counts = self.histograms.get((kind, ident))
+        counts = self.histograms.counts(kind, ident)
         if counts:
             sketch.counts.update(counts)
             sketch.lo, sketch.hi = lo, hi
@@ -322,7 +322,7 @@ class Engine:
             payload_bytes=side[tcp.D_PAYLOAD],
             segments=side[tcp.D_SEGMENTS],
             frame_bytes=side[tcp.D_FRAME_BYTES],
-            sizes=sizes_from_counts(Counter(self.histograms.get((H_SIZE, d), {})),
+            sizes=sizes_from_counts(Counter(self.histograms.counts(H_SIZE, d)),
                                     t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
             mss_option=_ts(side[tcp.D_MSS]) if opts else None,
             wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
@@ -363,13 +363,31 @@ class Engine:
         )
 
 
-def histograms_by_key(HT, compiled: bool) -> dict[tuple[int, int], dict[int, int]]:  # noqa: ANN001
-    """The histogram table as {(kind, id): {value: count}}."""
-    rows = HT[HT[:, HIST_COUNT] > 0].tolist() if compiled else [row for row in HT if row[HIST_COUNT]]
-    found: dict[tuple[int, int], dict[int, int]] = {}
-    for kind, ident, value, n in rows:
-        found.setdefault((kind, ident), {})[value] = n
-    return found
+class Histograms:
+    """The kernels' histogram table, read one histogram at a time: sorted once by
+    (kind, id), so that no more than one histogram is ever held as Python objects."""
+
+    def __init__(self, HT, compiled: bool) -> None:  # noqa: ANN001
+        if compiled:
+            import numpy as np
+
+            rows = HT[HT[:, HIST_COUNT] > 0]
+            order = np.lexsort((rows[:, 1], rows[:, 0]))
+            self._keys = rows[order, 0] << 40 | rows[order, 1]  # ids stay below 2**40
+            self._values, self._counts = rows[order, 2], rows[order, 3]
+            self._by_key = None
+        else:
+            self._by_key: dict[tuple[int, int], dict[int, int]] | None = {}
+            for kind, ident, value, n in (row for row in HT if row[HIST_COUNT]):
+                self._by_key.setdefault((kind, ident), {})[value] = n
+
+    def counts(self, kind: int, ident: int) -> dict[int, int]:
+        """Histogram (kind, ident) as {value: count}."""
+        if self._by_key is not None:
+            return self._by_key.get((kind, ident), {})
+        key = kind << 40 | ident
+        lo, hi = self._keys.searchsorted(key), self._keys.searchsorted(key, "right")
+        return dict(zip(self._values[lo:hi].tolist(), self._counts[lo:hi].tolist(), strict=True))
 
 
 def _dict(compiled: bool, width: int):  # noqa: ANN202
