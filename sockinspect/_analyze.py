@@ -32,10 +32,12 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     input) and rebuild its TCP connections and UDP flows.
 
     ``workers``: processes to use (default: one per core, up to 4, for files of
-    64 MiB or more; otherwise one; always one for a pipe or FIFO). Each process
-    reads the whole file and rebuilds its share of the connections; the result
-    does not depend on it. ``max_inflation``: how far a gzip file may inflate
-    (see :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
+    64 MiB or more when the engine runs as Python; otherwise one, and always one
+    for a pipe or FIFO). Each process reads the whole file and rebuilds its share
+    of the connections; the result does not depend on it. The compiled engine
+    gains little from it (each process decodes the whole file and loads numba).
+    ``max_inflation``: how far a gzip file may inflate (see
+    :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
@@ -45,7 +47,8 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     if not reader.reopenable:  # stdin, a pipe or a FIFO: read once, by this process
         workers = 1
     elif workers is None:
-        workers = min(os.cpu_count() or 1, MAX_WORKERS) if reader.size >= PARALLEL_MIN_BYTES else 1
+        parallel = reader.size >= PARALLEL_MIN_BYTES and not jit.want_compiled(reader.size)
+        workers = min(os.cpu_count() or 1, MAX_WORKERS) if parallel else 1
     with gc_paused():
         if workers <= 1:
             return _analyze(path, reader, progress, (0, 1))
