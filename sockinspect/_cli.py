@@ -52,6 +52,7 @@ from ._run import (
 from ._scenarios import SCENARIOS, Options
 from ._schema import for_document
 from ._schema import load as load_schema
+from .analysis import jit
 from .errors import SockinspectError, UsageError
 
 
@@ -300,6 +301,17 @@ def _progress_printer(path: str):  # noqa: ANN202
     return show
 
 
+def _hint_compile(path: str) -> None:
+    """On a terminal: say so when a large capture will run as Python for want of a compiled engine."""
+    try:
+        large = os.path.getsize(path) >= jit.COMPILE_MIN_BYTES
+    except OSError:
+        return
+    if large and jit.available() and not jit.cache_ready():
+        print("sockinspect: the engine is not compiled yet, so this large capture is analyzed slowly, "
+              "as Python; `python -m sockinspect.analysis` compiles it once (about 30 s)", file=sys.stderr)
+
+
 def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATION) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
     Warnings about a partly readable file go to stderr, whatever the output format."""
@@ -307,6 +319,8 @@ def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATIO
         print(f"sockinspect: {path} is a FIFO: waiting for a program to write a capture into it "
               "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     progress = _progress_printer(path)
+    if progress:
+        _hint_compile(path)
     try:
         cap = analyze(path, progress=progress, workers=workers or None, max_inflation=max_inflation)
     except SockinspectError as exc:
