@@ -58,5 +58,11 @@ def grow(table, rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: 
 def link_free(table, start: int, next_column: int) -> None:  # noqa: ANN001
     """Chain rows ``start``.. of a pool into a free list (the last one ends it)."""
     rows = len(table)
-    for k in range(start, rows):
-        table[k][next_column] = k + 1 if k + 1 < rows else NONE
+    if isinstance(table, list):
+        for k in range(start, rows):
+            table[k][next_column] = k + 1 if k + 1 < rows else NONE
+        return
+    import numpy as np
+
+    table[start:, next_column] = np.arange(start + 1, rows + 1)
+    table[rows - 1, next_column] = NONE
