@@ -1,10 +1,8 @@
-"""What ACK timing yields, as records: the stalls, the Nagle evidence and its verdict,
-and the sketch that holds durations in bounded memory. The rules that find them
-are the engine's (sockinspect.analysis.acks, whose docstring states them)."""
+"""What ACK timing yields, as records: the stalls, the Nagle evidence and its verdict;
+and how precisely durations are held (10 significant bits of microseconds). The
+rules that find them are the engine's (sockinspect.analysis.acks states them)."""
 
 from __future__ import annotations
-
-from collections import Counter
 
 from ._record import record
 
@@ -15,13 +13,6 @@ AckLog = list[tuple[int, int, int, int, int, bool, bool]]
 
 
 SIGNIFICANT_BITS = 10  # bucket width: 1/1024 to 1/512 of the value; memory stays bounded per connection
-_NO_MIN, _NO_MAX = 1 << 80, -(1 << 80)
-
-
-def quantize_us(us: int) -> int:
-    """``us`` with its low bits cleared beyond 10 significant bits (exact below 1.024 ms)."""
-    drop = us.bit_length() - SIGNIFICANT_BITS
-    return us >> drop << drop if drop > 0 else us
 
 
 def bucket_width_us(us: int) -> int:
@@ -39,27 +30,6 @@ def held_decimals_ms(ms: float) -> int:
     while 10.0 ** -d < width_ms:
         d -= 1
     return d
-
-
-class Sketch:
-    """Durations in bounded memory: a count per 10-significant-bit bucket (1/1024 to 1/512
-    of the value wide; a quantile, its bucket's middle, is within half of that), plus the
-    exact smallest and largest, in ns."""
-
-    __slots__ = ("counts", "lo", "hi")
-
-    def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()  # quantize_us(duration in µs) -> how many
-        self.lo = _NO_MIN
-        self.hi = _NO_MAX
-
-    def add(self, ns: int) -> None:
-        self.counts[quantize_us(ns // 1000)] += 1
-        if ns < self.lo:
-            self.lo = ns
-        if ns > self.hi:
-            self.hi = ns
-
 
 
 @record

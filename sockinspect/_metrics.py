@@ -1,75 +1,56 @@
-"""Pure computations over what the flow tracker accumulated: size statistics,
-Zeek-style connection states. No I/O, no state."""
+"""Records from what the engine computed: size and duration statistics, Zeek-style
+connection states. No I/O, no state."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 
-from ._delays import Sketch, bucket_width_us, held_decimals_ms
+from ._delays import bucket_width_us, held_decimals_ms
 from ._model import Sizes, Stats
+from .analysis.statistics import S_BUCKETS, S_COUNT, S_MAX, S_MEDIAN_HI, S_MEDIAN_LO, S_MIN, S_OVER, S_P95, S_SUB
 from .analysis.zeek import CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT
 
 
-def stats_from_counts(counts: Counter[int]) -> Stats:
-    """Stats of a multiset given as value -> count (payload sizes, bounded memory)."""
-    n = sum(counts.values())
-    if not n:
-        return Stats()
-    values = sorted(counts)
-    return Stats(
-        count=n,
-        min=values[0],
-        median=_median_of_counts(values, counts, n),
-        p95=_nth_of_counts(values, counts, math.ceil(0.95 * n)),
-        max=values[-1],
-    )
-
-
-def sketch_stats(sketch: Sketch) -> Stats:
-    """Stats in ms of durations kept in a :class:`Sketch`: count, min and max exact (to the
-    ns); median and p95 the middle of their bucket, inside [min, max], rounded to the
+def duration_stats(row: list[int] | None, lo_ns: int, hi_ns: int) -> Stats:
+    """Stats in ms of durations from their histogram's statistics (``row``, see
+    analysis.statistics; None: no value): count, min and max exact (to the ns, given
+    apart); median and p95 the middle of their bucket, inside [min, max], rounded to the
     digits the bucket holds (see ``held_decimals_ms``)."""
-    counts = sketch.counts
-    st = stats_from_counts(counts)
-    if not st.count:
+    if not row:
         return Stats()
-    lo, hi = sketch.lo / 1e6, sketch.hi / 1e6
+    n = row[S_COUNT]
+    lo, hi = lo_ns / 1e6, hi_ns / 1e6
 
     def held(us: float) -> float:
         ms = min(max((us + (bucket_width_us(int(us)) - 1) / 2) / 1000, lo), hi)
         return ms if ms in (lo, hi) else round(ms, held_decimals_ms(ms))  # clamped: exact
 
-    return Stats(count=st.count, min=lo, median=held(st.median), p95=held(st.p95), max=hi)
+    return Stats(count=n, min=lo, median=held(_median(row)), p95=held(row[S_P95]), max=hi)
 
 
-def sizes_from_counts(counts: Counter[int], mss: int | None) -> Sizes:
-    """Size distribution with buckets relative to the MSS: 1-63 B, 64-511 B,
-    512 B to MSS-1, exactly MSS, above MSS (segmentation offload at the capture point)."""
-    st = stats_from_counts(counts)
-    if not st.count:
-        return Sizes(mss=mss)
+def size_edges(mss: int | None) -> list[tuple[str, int, int]]:
+    """Payload-size buckets relative to the MSS: 1-63 B, 64-511 B, 512 B to MSS-1, exactly
+    MSS, above MSS (segmentation offload at the capture point); (label, lo, hi)."""
     if mss is None:
-        edges = [("1-63", 1, 63), ("64-511", 64, 511), ("512+", 512, 1 << 32)]
-    else:
-        edges = [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
-                 (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
-    buckets = [0] * len(edges)
-    sub = over = 0
-    for value, count in counts.items():
-        for i, (_label, lo, hi) in enumerate(edges):
-            if lo <= value <= hi:
-                buckets[i] += count
-                break
-        if mss is not None and value < mss:
-            sub += count
-        elif mss is not None and value > mss:
-            over += count
-    histogram = tuple((label, n) for (label, _lo, _hi), n in zip(edges, buckets, strict=True))
-    return Sizes(count=st.count, min=st.min, median=st.median, p95=st.p95, max=st.max, mss=mss,
-                 sub_mss=sub, over_mss=over, histogram=histogram)
+        return [("1-63", 1, 63), ("64-511", 64, 511), ("512+", 512, 1 << 32)]
+    return [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
+            (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
+
+
+def sizes(row: list[int] | None, mss: int | None) -> Sizes:
+    """The size distribution from its histogram's statistics (None: no data segment)."""
+    if not row:
+        return Sizes(mss=mss)
+    histogram = tuple((label, row[S_BUCKETS + i]) for i, (label, _lo, _hi) in enumerate(size_edges(mss)))
+    return Sizes(count=row[S_COUNT], min=row[S_MIN], median=_median(row), p95=row[S_P95], max=row[S_MAX],
+                 mss=mss, sub_mss=row[S_SUB], over_mss=row[S_OVER], histogram=histogram)
+
+
+def _median(row: list[int]) -> float:
+    lo, hi = row[S_MEDIAN_LO], row[S_MEDIAN_HI]
+    return lo if row[S_COUNT] % 2 else (lo + hi) / 2
 
 
 def stats_from_values(values: Sequence[float]) -> Stats:
@@ -81,22 +62,6 @@ def stats_from_values(values: Sequence[float]) -> Stats:
     mid = n // 2
     median = s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
     return Stats(count=n, min=s[0], median=median, p95=s[math.ceil(0.95 * n) - 1], max=s[-1])
-
-
-def _nth_of_counts(values: list[int], counts: Counter[int], rank: int) -> int:
-    """The rank-th smallest value (1-based)."""
-    seen = 0
-    for v in values:
-        seen += counts[v]
-        if seen >= rank:
-            return v
-    return values[-1]
-
-
-def _median_of_counts(values: list[int], counts: Counter[int], n: int) -> float:
-    lo = _nth_of_counts(values, counts, (n + 1) // 2)
-    hi = _nth_of_counts(values, counts, n // 2 + 1)
-    return lo if n % 2 else (lo + hi) / 2
 
 
 _RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R")

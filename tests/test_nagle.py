@@ -265,13 +265,18 @@ def test_ack_delay_min_and_max_are_exact(tmp_path):
 
 
 def test_sketch_quantiles_print_only_the_digits_they_hold():
-    from sockinspect._delays import Sketch, held_decimals_ms
-    from sockinspect._metrics import sketch_stats
+    from sockinspect._delays import held_decimals_ms
+    from sockinspect._metrics import duration_stats
+    from sockinspect.analysis import histograms
+    from sockinspect.analysis.engine import Engine, Histograms
+    from sockinspect.analysis.tables import H_DELAY
 
     assert [held_decimals_ms(v) for v in (0.5, 1.5, 9.0, 70.0, 600.0)] == [3, 2, 1, 0, -1]
-    sk = Sketch()
-    for ns in (43_893_123, 43_850_000, 43_860_000, 40_000_000):
-        sk.add(ns)
-    st = sketch_stats(sk)
+    engine = Engine()  # its histogram table, as the kernels keep it
+    durations = (43_893_123, 43_850_000, 43_860_000, 40_000_000)
+    for ns in durations:
+        histograms.duration(engine.HT, engine.G, H_DELAY, 0, ns)
+    row = Histograms(engine.HT, engine.compiled, lambda d: None).stats(H_DELAY, 0)
+    st = duration_stats(row, min(durations), max(durations))
     assert (st.min, st.max) == (40.0, 43.893123)
     assert st.p95 == 43.9 and st.median == 43.9  # one bucket [43.840, 43.904) ms: 0.1 ms is what it holds

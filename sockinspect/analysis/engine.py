@@ -8,15 +8,14 @@ what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit)
 from __future__ import annotations
 
 import socket
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .._decode import Packet, parse_syn_options
-from .._delays import NagleEvidence, Sketch, Stall, nagle_verdict
+from .._delays import NagleEvidence, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
-from .._metrics import conn_state, sizes_from_counts, sketch_stats
-from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
-from . import acks, fastpath, histograms, jit, tcp, udp, zeek
+from .._metrics import conn_state, duration_stats, size_edges, sizes
+from .._model import Direction, Endpoint, Handshake, Selection, Stats, TcpConnection, UdpDirection, UdpFlow
+from . import acks, fastpath, histograms, jit, statistics, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
     EV_LETTER,
@@ -37,6 +36,9 @@ from .tables import (
     H_SIZE,
     H_UDP_RTT,
     HIST_COUNT,
+    HIST_ID,
+    HIST_KIND,
+    HIST_VALUE,
     HIST_WIDTH,
     HOLE_NEXT,
     HOLE_WIDTH,
@@ -234,6 +236,7 @@ class Engine:
     # -- records ----------------------------------------------------------------
 
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
+        self._end_replies()
         names = {i: _name(a) for a, i in self._addrs.items()}
         for i, (family, hi, lo) in enumerate(_rows(self.A, int(self.AG[0][0]), self.compiled)):
             names[i] = _name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
@@ -242,24 +245,23 @@ class Engine:
         tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
         D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
-        self.histograms = Histograms(self.HT, self.compiled)
+        self.histograms = Histograms(self.HT, self.compiled,
+                                     lambda d: T[d][acks.T_MSS] if T[d][acks.T_HAS_MSS] else None)
         return (Selection(self._connection(k, c, D, T, names, vlans) for k, c in enumerate(tcp_rows)),
                 Selection(self._flow(k, u, names, vlans) for k, u in enumerate(udp_rows)))
 
-    def _sketch(self, kind: int, ident: int, lo: int, hi: int) -> Sketch:
-        sketch = Sketch()
-        counts = self.histograms.counts(kind, ident)
-        if counts:
-            sketch.counts.update(counts)
-            sketch.lo, sketch.hi = lo, hi
-        return sketch
+    def _end_replies(self) -> None:
+        """The end of the capture ends every reply still going on."""
+        for slot in range(int(self.G[0][G_CONNS])):
+            if self.C[slot][tcp.C_REPLY_FIRST_TS] != NONE:
+                if 2 * (self.G[0][G_HIST_USED] + 2) > len(self.HT):
+                    self._make_room()
+                tcp.reply_done(self.C[slot], slot, self.HT, self.G)
+
+    def _durations(self, kind: int, ident: int, lo: int, hi: int) -> Stats:
+        return duration_stats(self.histograms.stats(kind, ident), lo, hi)
 
     def _connection(self, slot: int, c: list[int], D: list, T: list, names: dict, vlans: dict) -> TcpConnection:
-        latency = self._sketch(H_LATENCY, slot, c[tcp.C_LAT_LO], c[tcp.C_LAT_HI])
-        first_byte = self._sketch(H_FIRST_BYTE, slot, c[tcp.C_FB_LO], c[tcp.C_FB_HI])
-        if c[tcp.C_REPLY_FIRST_TS] != NONE:  # the end of the capture ends the last reply
-            latency.add(c[tcp.C_REPLY_LAST_TS] - c[tcp.C_REQ_TS])
-            first_byte.add(c[tcp.C_REPLY_FIRST_TS] - c[tcp.C_REQ_TS])
         inferred = c[tcp.C_CLIENT] == NONE
         cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
         ss = 1 - cs
@@ -299,8 +301,8 @@ class Engine:
             last_packet=c[tcp.C_LAST_PKT],
             client_port_ephemeral_linux=client_port in LINUX_EPHEMERAL_PORTS,
             client_port_ephemeral_iana=client_port in IANA_EPHEMERAL_PORTS,
-            request_latency_ms=sketch_stats(latency),
-            response_first_byte_ms=sketch_stats(first_byte),
+            request_latency_ms=self._durations(H_LATENCY, slot, c[tcp.C_LAT_LO], c[tcp.C_LAT_HI]),
+            response_first_byte_ms=self._durations(H_FIRST_BYTE, slot, c[tcp.C_FB_LO], c[tcp.C_FB_HI]),
         )
 
     def _direction(self, d: int, D: list, T: list, end_ts: int | None) -> Direction:
@@ -322,8 +324,7 @@ class Engine:
             payload_bytes=side[tcp.D_PAYLOAD],
             segments=side[tcp.D_SEGMENTS],
             frame_bytes=side[tcp.D_FRAME_BYTES],
-            sizes=sizes_from_counts(Counter(self.histograms.counts(H_SIZE, d)),
-                                    t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
+            sizes=sizes(self.histograms.stats(H_SIZE, d), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
             mss_option=_ts(side[tcp.D_MSS]) if opts else None,
             wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
             sack_perm=bool(side[tcp.D_SACK]) if opts else None,
@@ -340,7 +341,7 @@ class Engine:
             window_full=side[tcp.D_WINDOW_FULL],
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
-            ack_delay_ms=sketch_stats(self._sketch(H_DELAY, d, t[acks.T_DELAY_LO], t[acks.T_DELAY_HI])),
+            ack_delay_ms=self._durations(H_DELAY, d, t[acks.T_DELAY_LO], t[acks.T_DELAY_HI]),
             delayed_acks=t[acks.T_DELAYED],
             stall_list=tuple(self.stalls.get(d, ())),
             stalls=t[acks.T_STALLS],
@@ -355,7 +356,7 @@ class Engine:
             vlan=vlans[u[udp.U_VLAN0]],
             a2b=UdpDirection(u[udp.U_PACKETS], u[udp.U_BYTES], u[udp.U_FRAME_BYTES]),
             b2a=UdpDirection(u[udp.U_PACKETS + 1], u[udp.U_BYTES + 1], u[udp.U_FRAME_BYTES + 1]),
-            rtt_ms=sketch_stats(self._sketch(H_UDP_RTT, slot, u[udp.U_RTT_LO], u[udp.U_RTT_HI])),
+            rtt_ms=self._durations(H_UDP_RTT, slot, u[udp.U_RTT_LO], u[udp.U_RTT_HI]),
             first_ts_ns=_ts(u[udp.U_FIRST_TS]),
             last_ts_ns=_ts(u[udp.U_LAST_TS]),
             first_packet=u[udp.U_FIRST_PKT],
@@ -364,30 +365,50 @@ class Engine:
 
 
 class Histograms:
-    """The kernels' histogram table, read one histogram at a time: sorted once by
-    (kind, id), so that no more than one histogram is ever held as Python objects."""
+    """The kernels' histogram table, sorted by (kind, id, value), and the statistics of
+    every histogram in it (a row of analysis.statistics' output per (kind, id))."""
 
-    def __init__(self, HT, compiled: bool) -> None:  # noqa: ANN001
+    def __init__(self, HT, compiled: bool, size_mss: Callable[[int], int | None]) -> None:  # noqa: ANN001
+        """``size_mss(d)``: the MSS the size buckets of sender row ``d`` use."""
         if compiled:
             import numpy as np
 
             rows = HT[HT[:, HIST_COUNT] > 0]
-            order = np.lexsort((rows[:, 1], rows[:, 0]))
-            self._keys = rows[order, 0] << 40 | rows[order, 1]  # ids stay below 2**40
-            self._values, self._counts = rows[order, 2], rows[order, 3]
-            self._by_key = None
+            rows = rows[np.lexsort((rows[:, HIST_VALUE], rows[:, HIST_ID], rows[:, HIST_KIND]))]
+            keys = rows[:, HIST_KIND] << 40 | rows[:, HIST_ID]  # ids stay below 2**40
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(rows) else np.zeros(0, np.int64)
+            ends = np.r_[starts[1:], len(rows)].astype(np.int64)
+            values, counts = rows[:, HIST_VALUE].copy(), rows[:, HIST_COUNT].copy()
+            groups = list(zip(rows[starts, HIST_KIND].tolist(), rows[starts, HIST_ID].tolist(), strict=True))
         else:
-            self._by_key: dict[tuple[int, int], dict[int, int]] | None = {}
-            for kind, ident, value, n in (row for row in HT if row[HIST_COUNT]):
-                self._by_key.setdefault((kind, ident), {})[value] = n
+            rows = sorted(row for row in HT if row[HIST_COUNT])
+            values, counts = [r[HIST_VALUE] for r in rows], [r[HIST_COUNT] for r in rows]
+            starts = [k for k in range(len(rows)) if not k or rows[k][:2] != rows[k - 1][:2]]
+            ends = [*starts[1:], len(rows)]
+            groups = [(rows[k][HIST_KIND], rows[k][HIST_ID]) for k in starts]
+        edges = [_edges(size_mss(ident)) if kind == H_SIZE else _NO_EDGES for kind, ident in groups]
+        if compiled:
+            edges = np.array(edges, dtype=np.int64).reshape(len(groups), statistics.E_WIDTH)
+        out = new_table(len(groups), statistics.S_WIDTH, compiled)
+        if groups:
+            statistics.group_stats(values, counts, starts, ends, edges, out)
+        self._rows = dict(zip(groups, out.tolist() if compiled else out, strict=True))
 
-    def counts(self, kind: int, ident: int) -> dict[int, int]:
-        """Histogram (kind, ident) as {value: count}."""
-        if self._by_key is not None:
-            return self._by_key.get((kind, ident), {})
-        key = kind << 40 | ident
-        lo, hi = self._keys.searchsorted(key), self._keys.searchsorted(key, "right")
-        return dict(zip(self._values[lo:hi].tolist(), self._counts[lo:hi].tolist(), strict=True))
+    def stats(self, kind: int, ident: int) -> list[int] | None:
+        """The statistics of histogram (kind, id); None when it is empty."""
+        return self._rows.get((kind, ident))
+
+
+_NO_EDGES = [0, NONE] + [0] * (statistics.E_WIDTH - 2)
+
+
+def _edges(mss: int | None) -> list[int]:
+    """A row of the bucket-edge table for payload sizes (see analysis.statistics)."""
+    bounds = size_edges(mss)
+    row = [len(bounds), NONE if mss is None else mss]
+    for _label, lo, hi in bounds:
+        row += [lo, hi]
+    return row + [0] * (statistics.E_WIDTH - len(row))
 
 
 def _dict(compiled: bool, width: int):  # noqa: ANN202

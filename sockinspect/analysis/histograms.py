@@ -1,14 +1,14 @@
 """Histograms the kernels keep: payload sizes, and durations (ACK delays, latencies,
-UDP round trips) with 10 significant bits of microseconds, as sockinspect._delays'
-Sketch holds them. One hash table for all (open addressing, linear probing), keyed
+UDP round trips) in buckets of 10 significant bits of microseconds (1/1024 to 1/512
+of the value wide: memory stays bounded; see sockinspect._delays.bucket_width_us).
+One hash table for all (open addressing, linear probing), keyed
 (kind, id, value); Python doubles it before it is half full."""
 
 from __future__ import annotations
 
+from .._delays import SIGNIFICANT_BITS
 from .jit import kernel
 from .tables import G_HIST_USED, HIST_COUNT, HIST_ID, HIST_KIND, HIST_VALUE
-
-SIGNIFICANT_BITS = 10  # _delays.SIGNIFICANT_BITS
 
 
 @kernel
@@ -38,7 +38,8 @@ def add(HT, G, kind, ident, value, n):  # noqa: ANN001, ANN201
 
 @kernel
 def duration(HT, G, kind, ident, ns):  # noqa: ANN001, ANN201
-    """One more duration, counted in its bucket of microseconds (_delays.quantize_us)."""
+    """One more duration, counted in its bucket: microseconds with the bits below the
+    10 most significant cleared (exact below 1.024 ms)."""
     us = ns // 1000
     bits = 0
     rest = us if us >= 0 else -us
