@@ -20,4 +20,5 @@ fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q -e '.[test]'
 # Compile the analysis engine once, now, into numba's cache: no analysis ever waits for it.
-"$venv/bin/python" -m sockinspect.analysis
+# Without it (no writable cache) large captures are analyzed as Python: slower, same answers.
+"$venv/bin/python" -m sockinspect.analysis || echo "bootstrap: the engine is not compiled; large captures will be slower" >&2

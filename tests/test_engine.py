@@ -3,6 +3,7 @@ as Python, on every capture the project holds: ours, the corpus, the fuzzer's fi
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -74,3 +75,21 @@ def test_compiled_kernels_give_the_records_python_gives():
             differ.append(path.name)
     assert not differ, f"compiled and Python records differ on {differ}"
 
+
+
+def test_the_cache_key_covers_every_file_the_compiled_kernels_depend_on():
+    """numba bakes in the constants a kernel reads: a change to any of these must
+    start a new cache, or large captures would keep the old rules."""
+    names = {p.name for p in jit.cache_sources()}
+    assert {"tables.py", "_linux.py", "_delays.py", "tcp.py", "acks.py", "fastpath.py"} <= names
+
+
+@pytest.mark.skipif(not jit.available(), reason="numba is not installed")
+def test_an_unwritable_cache_is_one_line_before_any_compiling(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = subprocess.run([sys.executable, "-m", "sockinspect.analysis"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "XDG_CACHE_HOME": str(blocker)})
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("sockinspect: cannot write the engine's cache: ")
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -70,6 +70,7 @@ from .tables import (
     SEG_ONCE,
     SEG_PKT,
     SEG_TS,
+    capped_sum,
 )
 
 FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
@@ -160,7 +161,8 @@ def nagle_evidence(t, ts):  # noqa: ANN001, ANN201
     elif t[T_REL]:
         ack_ts = t[T_REL_TS]
         follow = ts - ack_ts
-        if follow <= t[T_FOLLOW] and ack_ts - t[T_SML_TS] >= WAIT_RATIO * max(follow, 1):
+        # (wait // WAIT_RATIO >= follow) is (wait >= WAIT_RATIO * follow) without overflow
+        if follow <= t[T_FOLLOW] and (ack_ts - t[T_SML_TS]) // WAIT_RATIO >= max(follow, 1):
             t[T_CANDIDATE] = HELD
 
 
@@ -268,7 +270,7 @@ def stall(t, d, ts, number, EV, G):  # noqa: ANN001, ANN201
     ack_ts = t[T_PEND_ACK_TS]
     if ts - ack_ts <= t[T_FOLLOW]:
         t[T_STALLS] += 1
-        t[T_STALL_NS] += ts - t[T_PEND_DATA_TS]
+        t[T_STALL_NS] = capped_sum(t[T_STALL_NS], ts - t[T_PEND_DATA_TS])
         if t[T_LISTED] < MAX_STALLS_LISTED:
             t[T_LISTED] += 1
             e = EV[G[0][G_EVENTS]]

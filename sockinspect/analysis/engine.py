@@ -45,13 +45,14 @@ from .tables import (
     NONE,
     SEG_NEXT,
     SEG_WIDTH,
+    TIME_CAP,
+    capped_sum,
     grow,
     link_free,
     new_table,
 )
 
 CHUNK_PACKETS = 1 << 16
-TS_LIMIT = (1 << 62) - 1  # int64 room for differences: a timestamp beyond is clamped (hostile files only)
 _NO_OPTIONS = (NONE, NONE, 0, 0)
 
 
@@ -139,7 +140,7 @@ class Engine:
         (number, ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
          options) = zip(*pkts, strict=True)
         has_ts = [t is not None for t in ts]
-        ts = [0 if t is None else (t if -TS_LIMIT <= t <= TS_LIMIT else (TS_LIMIT if t > 0 else -TS_LIMIT))
+        ts = [0 if t is None else (t if -TIME_CAP <= t <= TIME_CAP else (TIME_CAP if t > 0 else -TIME_CAP))
               for t in ts]
         addrs, vlans, parsed = self._addrs, self._vlans, self._options
         src = [addrs.setdefault(a, len(addrs)) for a in src]
@@ -316,7 +317,7 @@ class Engine:
             unacked += 1
         zero_ns = side[tcp.D_ZERO_NS]
         if side[tcp.D_ZERO_SINCE] != NONE and end_ts is not None:
-            zero_ns += end_ts - side[tcp.D_ZERO_SINCE]
+            zero_ns = capped_sum(zero_ns, end_ts - side[tcp.D_ZERO_SINCE])
         opts = bool(side[tcp.D_OPTS])
         evidence = NagleEvidence(t[acks.T_SMALL], held, unacked)
         return Direction(

@@ -86,24 +86,34 @@ def warm_up() -> Path:
     from .._decode import TCP, UDP, Packet
     from .engine import Engine
 
+    folder = _cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)  # before 30 s of compiling: fails at once when it cannot
     engine = Engine(compiled=True)  # numba compiles each kernel with all it calls, whatever the data
     addr = b"\x7f\x00\x00\x01"
     engine.feed([Packet(1, 0, 60, (), addr, addr, TCP, 1, 2, 0, 0, 0x02, 1, 0, b""),
                  Packet(2, 0, 60, (), addr, addr, UDP, 1, 2, 0, 0, 0, 0, 1, b"")])
     engine.finish()
-    folder = _cache_dir()
     (folder / READY_MARK).write_text("compiled by python -m sockinspect.analysis\n")
     return folder
 
 
-def _cache_dir() -> Path:
-    """One cache per version of numba and of the kernels' sources: numba's own cache
-    does not notice that a kernel another one calls has changed."""
+def cache_sources() -> list[Path]:
+    """The files whose content the compiled kernels depend on: their own modules and
+    every module whose constants they read (numba bakes those in)."""
+    from .. import _delays, _linux
     from . import engine  # noqa: F401 - imports (registers) every kernel
 
+    kernels = {Path(fn.__code__.co_filename) for fn in _KERNELS}
+    return sorted(kernels | set(Path(__file__).parent.glob("*.py")) | {Path(_linux.__file__), Path(_delays.__file__)})
+
+
+def _cache_dir() -> Path:
+    """One cache per numba version, per place the package is installed at (numba keys its
+    cache by the source's path) and per content of the sources: numba's own cache does not
+    notice that a kernel another one calls, or a constant it reads, has changed."""
     digest = hashlib.sha256(importlib.metadata.version("numba").encode())
-    for path in sorted({fn.__code__.co_filename for fn in _KERNELS}):
-        digest.update(Path(path).read_bytes())
+    for path in cache_sources():
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "sockinspect" / f"numba-{digest.hexdigest()[:16]}"
 

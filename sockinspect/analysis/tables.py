@@ -8,6 +8,8 @@ that hold sequence numbers, timestamps or packet numbers, all non-negative.
 
 from __future__ import annotations
 
+from .jit import kernel
+
 NONE = -1
 M32 = 0xFFFFFFFF
 HALF = 1 << 31
@@ -27,6 +29,7 @@ HIST_KIND, HIST_ID, HIST_VALUE, HIST_COUNT = range(4)
 HIST_WIDTH = 4
 H_DELAY, H_SIZE, H_LATENCY, H_FIRST_BYTE, H_UDP_RTT = range(5)  # ids: sender row, or connection/flow
 NO_MIN, NO_MAX = 1 << 62, -(1 << 62)  # the smallest and largest of no value
+TIME_CAP = (1 << 62) - 1  # timestamps are clamped to +-TIME_CAP: their differences fit in int64
 
 # Outstanding (unacknowledged) data segments of a sender: a pool of linked entries.
 SEG_END, SEG_TS, SEG_PKT, SEG_ONCE, SEG_NEXT = range(5)
@@ -34,6 +37,17 @@ SEG_WIDTH = 5
 # Holes in a sender's sequence space (unwrapped [lo, hi)): a pool of linked entries.
 HOLE_LO, HOLE_HI, HOLE_NEXT = range(3)
 HOLE_WIDTH = 3
+
+
+@kernel
+def capped_sum(a, b):  # noqa: ANN001, ANN201
+    """a + b, kept within +-TIME_CAP: sums of durations stay in int64 when compiled and
+    agree with Python (only hostile timestamps, decades apart, reach the cap)."""
+    if b > 0 and a > TIME_CAP - b:
+        return TIME_CAP
+    if b < 0 and a < -TIME_CAP - b:
+        return -TIME_CAP
+    return max(-TIME_CAP, min(TIME_CAP, a + b))
 
 
 def new_table(rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: ANN201

@@ -33,6 +33,7 @@ from .tables import (
     NO_MAX,
     NO_MIN,
     NONE,
+    capped_sum,
 )
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -274,7 +275,7 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
             if side[D_ZERO_SINCE] == NONE and has_ts:
                 side[D_ZERO_SINCE] = ts
     elif side[D_ZERO_SINCE] != NONE and has_ts:
-        side[D_ZERO_NS] += ts - side[D_ZERO_SINCE]  # the window reopened
+        side[D_ZERO_NS] = capped_sum(side[D_ZERO_NS], ts - side[D_ZERO_SINCE])  # the window reopened
         side[D_ZERO_SINCE] = NONE
     if n:
         if c[C_WSHIFT] and not flags & (SYN | FIN | RST) and peer[D_WND_FLAGS] & ACK:
@@ -426,4 +427,4 @@ def configure_senders(c, D, T, slot):  # noqa: ANN001, ANN201
         if peer_mss != NONE and peer_mss != 0:
             t[acks.T_MSS] = peer_mss - (TIMESTAMP_OPTION_BYTES if both_ts else 0)
             t[acks.T_HAS_MSS] = 1
-        t[acks.T_FOLLOW] = acks.FOLLOW_BASE_NS + max(rtt, 0)
+        t[acks.T_FOLLOW] = capped_sum(acks.FOLLOW_BASE_NS, max(rtt, 0))
