@@ -173,6 +173,14 @@ def new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts):  
         d[D_ISN] = d[D_FIRST_DATA_TS] = d[D_LAST_DATA_TS] = d[D_ZERO_SINCE] = NONE
         d[D_MSS] = d[D_WSCALE] = NONE
         sender_init(T[2 * slot + s])
+    register(by_key, half_open, C, key, slot)
+    return slot
+
+
+@kernel
+def register(by_key, half_open, C, key, slot):  # noqa: ANN001, ANN201
+    """File row ``slot`` (a connection, or a UDP flow: the same key columns) under its
+    first packet's ``key``, and as waiting for its first reverse packet."""
     by_key[key] = slot
     wkey = (key[1], key[2], key[3], key[4])
     head = get(half_open, wkey)
@@ -182,8 +190,7 @@ def new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts):  
         while C[head][C_WAIT_NEXT] != NONE:
             head = C[head][C_WAIT_NEXT]
         C[head][C_WAIT_NEXT] = slot
-    c[C_WAITING] = 1
-    return slot
+    C[slot][C_WAITING] = 1
 
 
 @kernel

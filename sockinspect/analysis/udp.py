@@ -9,8 +9,8 @@ from .jit import kernel
 from .tables import G_EVENTS, G_HIST_USED, G_UDP, H_UDP_RTT, NO_MAX, NO_MIN, NONE
 
 UDP = 17
-# A flow's row; U_VLAN0 .. U_P1, U_VLAN1, U_WAIT_NEXT and U_WAITING are where tcp.lookup
-# expects them (the same columns as a TCP connection's).
+# A flow's row; U_VLAN0 .. U_P1, U_VLAN1, U_WAIT_NEXT and U_WAITING are where tcp.lookup and register
+# expect them (the same columns as a TCP connection's).
 (U_VLAN0, U_VLAN1, U_A0, U_A1, U_P0, U_P1) = (tcp.C_VLAN0, tcp.C_VLAN1, tcp.C_A0, tcp.C_A1, tcp.C_P0, tcp.C_P1)
 U_WAIT_NEXT, U_WAITING = tcp.C_WAIT_NEXT, tcp.C_WAITING
 U_PACKETS, U_BYTES, U_FRAME_BYTES = 6, 8, 10  # per side (+0, +1)
@@ -70,14 +70,5 @@ def new_flow(i, key, by_key, half_open, U, G, number, ts, has_ts):  # noqa: ANN0
     u[U_FIRST_PKT] = u[U_LAST_PKT] = number[i]
     u[U_RTT_LO] = NO_MIN
     u[U_RTT_HI] = NO_MAX
-    by_key[key] = slot
-    wkey = (key[1], key[2], key[3], key[4])
-    head = tcp.get(half_open, wkey)
-    if head == NONE:
-        half_open[wkey] = slot
-    else:
-        while U[head][U_WAIT_NEXT] != NONE:
-            head = U[head][U_WAIT_NEXT]
-        U[head][U_WAIT_NEXT] = slot
-    u[U_WAITING] = 1
+    tcp.register(by_key, half_open, U, key, slot)
     return slot
