@@ -28,7 +28,6 @@ class Block(NamedTuple):
     first_ts: int | None
     last_ts: int | None
     defects: list[tuple[int, Defect]]  # (packet number, defect) from the general decoder
-    position: int  # bytes of the file consumed
 
 
 def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[int, int]) -> Iterator[Block]:  # noqa: ANN001
@@ -45,7 +44,7 @@ def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[in
     while True:
         rows, pos, why = fastpath.walk_pcap(buf, pos, held, big_endian, ns_per_unit, limit, R, 0)
         if rows:
-            yield _decode(buf, R, rows, linktype, number, decoder, engine, share, cols, base + pos)
+            yield _decode(buf, R, rows, linktype, number, decoder, engine, share, cols)
             number += rows
         if why == fastpath.WALK_CORRUPT:
             caplen = int.from_bytes(buf[pos + 8: pos + 12].tobytes(), "big" if big_endian else "little")
@@ -65,7 +64,7 @@ def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[in
 
 
 def _decode(buf: np.ndarray, R: np.ndarray, rows: int, linktype: int, number: int, decoder: Decoder,
-            engine, share: tuple[int, int], cols: list[np.ndarray], position: int) -> Block:  # noqa: ANN001
+            engine, share: tuple[int, int], cols: list[np.ndarray]) -> Block:  # noqa: ANN001
     (numbers, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
      o_mss, o_wscale, o_sack, o_ts) = (c[:rows] for c in cols)
     has_ts[:] = 1
@@ -84,5 +83,5 @@ def _decode(buf: np.ndarray, R: np.ndarray, rows: int, linktype: int, number: in
         else:
             defects.append((number + i, pkt))
     return Block((numbers, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win,
-                  plen, o_mss, o_wscale, o_sack, o_ts), rows, int(ts.min()), int(ts.max()), defects, position)
+                  plen, o_mss, o_wscale, o_sack, o_ts), rows, int(ts.min()), int(ts.max()), defects)
 
