@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
-from ._model import Capture, Selection
+from ._model import Capture, Selection, TcpConnection
 from ._read import MAX_INFLATION, CaptureReader
 from .analysis import jit
 from .analysis.engine import CHUNK_PACKETS, Engine
@@ -27,7 +27,8 @@ Progress = Callable[[int, int], None]  # (bytes consumed, file size); the last c
 
 
 def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
-            workers: int | None = None, max_inflation: int = MAX_INFLATION) -> Capture:
+            workers: int | None = None, max_inflation: int = MAX_INFLATION,
+            on_connection: Callable[[TcpConnection], None] | None = None) -> Capture:
     """Read a pcap/pcapng file (optionally gzip-compressed; ``"-"`` for standard
     input) and rebuild its TCP connections and UDP flows.
 
@@ -38,20 +39,24 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     gains little from it (each process decodes the whole file and loads numba).
     ``max_inflation``: how far a gzip file may inflate (see
     :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
+    ``on_connection``: called with each TCP connection as soon as it is over (it
+    ended and went quiet, see :mod:`sockinspect.analysis.tcp`; or the capture
+    ended), in one process; the returned Capture then holds none, so memory follows
+    the connections open at once rather than the file.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
     count on the returned :class:`Capture`.
     """
     reader = CaptureReader(path, max_inflation)
-    if not reader.reopenable:  # stdin, a pipe or a FIFO: read once, by this process
+    if not reader.reopenable or on_connection is not None:  # a pipe, or records streamed: one process
         workers = 1
     elif workers is None:
         parallel = reader.size >= PARALLEL_MIN_BYTES and not jit.want_compiled(reader.size)
         workers = min(os.cpu_count() or 1, MAX_WORKERS) if parallel else 1
     with gc_paused():
         if workers <= 1:
-            return _analyze(path, reader, progress, (0, 1))
+            return _analyze(path, reader, progress, (0, 1), on_connection=on_connection)
         # Workers ignore Ctrl-C: on it (or any error) here, they are stopped, not waited for.
         pool = multiprocessing.get_context("fork").Pool(workers - 1, initializer=signal.signal,
                                                         initargs=(signal.SIGINT, signal.SIG_IGN))
@@ -102,10 +107,12 @@ def _merge(first: Capture, others: list[Capture]) -> Capture:
 
 
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
-             share: tuple[int, int], compiled: bool | None = None) -> Capture:
+             share: tuple[int, int], compiled: bool | None = None,
+             on_connection: Callable[[TcpConnection], None] | None = None) -> Capture:
     """``compiled``: run the engine compiled (default: when the capture is large, see .analysis.jit)."""
     decoder = Decoder(share)
-    engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled)
+    engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled,
+                    on_connection=on_connection)
     tally = _Tally()
     if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
         from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +26,15 @@ from ._check import load_rules_file, parse_rules, run_checks
 from ._documents import (
     DOCUMENTS,
     capture_document,
+    capture_line,
     check_document,
     cleanup_document,
     compare_document,
     dumps,
+    line_of,
     run_document,
+    tcp_to_dict,
+    udp_to_dict,
 )
 from ._lab import lab_answers
 from ._model import Capture, Selection, TcpConnection, UdpFlow
@@ -103,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true",
                      help="one JSON document per file, one per line (keys: sockinspect schema capture)")
     fmt.add_argument("--csv", action="store_true", help="one CSV row per connection and flow")
+    fmt.add_argument("--jsonl", action="store_true",
+                     help="one JSON line per TCP connection as soon as it is over (memory stays bounded on "
+                     "any file), then one per UDP flow, then one for the capture (docs/json.md)")
     an.add_argument("--port", type=_port, action="append", help="only connections/flows with this port (repeatable)")
     an.add_argument("--host", type=_host, action="append",
                     help="only connections/flows with this address (repeatable)")
@@ -275,14 +282,15 @@ _index = _whole(0, "a connection number", "connection numbers start at 0, got {v
 
 def _select(cap: Capture, ports: list[int] | None, hosts: list[str] | None
             ) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
-    tcp, udp = cap.tcp, cap.udp
-    if ports:
-        tcp = Selection(c for c in tcp if c.client.port in ports or c.server.port in ports)
-        udp = Selection(f for f in udp if f.a.port in ports or f.b.port in ports)
-    if hosts:
-        tcp = Selection(c for c in tcp if c.client.addr in hosts or c.server.addr in hosts)
-        udp = Selection(f for f in udp if f.a.addr in hosts or f.b.addr in hosts)
-    return tcp, udp
+    return (Selection(c for c in cap.tcp if _wanted(c, ports, hosts)),
+            Selection(f for f in cap.udp if _wanted(f, ports, hosts)))
+
+
+def _wanted(item: TcpConnection | UdpFlow, ports: list[int] | None, hosts: list[str] | None) -> bool:
+    """Whether --port and --host select this connection or flow."""
+    ends = (item.client, item.server) if isinstance(item, TcpConnection) else (item.a, item.b)
+    return ((not ports or any(e.port in ports for e in ends))
+            and (not hosts or any(e.addr in hosts for e in ends)))
 
 
 def _progress_printer(path: str):  # noqa: ANN202
@@ -312,7 +320,8 @@ def _hint_compile(path: str) -> None:
               "as Python; `python -m sockinspect.analysis` compiles it once (about 30 s)", file=sys.stderr)
 
 
-def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATION) -> Capture | None:
+def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATION,
+                  on_connection: Callable[[TcpConnection], None] | None = None) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
     Warnings about a partly readable file go to stderr, whatever the output format."""
     if is_fifo(path):
@@ -322,7 +331,8 @@ def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATIO
     if progress:
         _hint_compile(path)
     try:
-        cap = analyze(path, progress=progress, workers=workers or None, max_inflation=max_inflation)
+        cap = analyze(path, progress=progress, workers=workers or None, max_inflation=max_inflation,
+                      on_connection=on_connection)
     except SockinspectError as exc:
         print(f"sockinspect: {exc}", file=sys.stderr)
         return None
@@ -354,6 +364,9 @@ def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
     for path in args.files:
+        if args.jsonl:
+            status = max(status, _stream_file(path, args))
+            continue
         cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)
         if cap is None:
             status = 2
@@ -376,6 +389,30 @@ def _report_files(args: argparse.Namespace) -> int:
         else:
             print(text_report(cap, list(tcp), list(udp), _width(args)))
     return status
+
+
+def _stream_file(path: str, args: argparse.Namespace) -> int:
+    """``analyze --jsonl`` of one file: each connection printed as soon as it is over."""
+    seen = [0]
+
+    def out(conn: TcpConnection) -> None:
+        seen[0] += 1
+        if _wanted(conn, args.port, args.host) and args.connection in (None, conn.index):
+            print(dumps(line_of("tcp", path, tcp_to_dict(conn))))
+
+    cap = _analyze_file(path, max_inflation=args.max_inflation, on_connection=out)
+    if cap is None:
+        return 2
+    if args.connection is None:
+        for flow in cap.udp:
+            if _wanted(flow, args.port, args.host):
+                print(dumps(line_of("udp", path, udp_to_dict(flow))))
+    print(dumps(capture_line(cap, seen[0])))
+    if args.connection is not None and args.connection >= seen[0]:
+        count = f"it has {seen[0]}: 0..{seen[0] - 1}" if seen[0] else "the capture has no TCP connections"
+        print(f"sockinspect: {path}: no TCP connection #{args.connection} ({count})", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _missing_connection(cap: Capture, selected: Selection[TcpConnection], index: int) -> str | None:

@@ -3,6 +3,7 @@
 | document | printed by |
 | --- | --- |
 | ``capture`` | ``analyze --json`` (one per file, one per line), ``capture --json`` |
+| (lines) | ``analyze --jsonl``: a ``tcp[]`` or ``udp[]`` object per line, then the capture's keys |
 | ``compare`` | ``analyze --compare --json`` |
 | ``check`` | ``check --json`` |
 | ``run`` | ``run-and-capture --json`` (a capture document with the run's keys) |
@@ -182,6 +183,19 @@ def capture_document(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[U
         "tcp": [tcp_to_dict(c) for c in tcp],
         "udp": [udp_to_dict(f) for f in udp],
     }
+
+
+def line_of(record: str, file: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One line of ``analyze --jsonl``: ``record`` (tcp, udp or capture) and ``file``, then ``body``
+    (a ``tcp[]`` or ``udp[]`` object, or the capture document's keys but its lists)."""
+    return {"schema_version": SCHEMA_VERSION, "record": record, "file": file, **body}
+
+
+def capture_line(cap: Capture, tcp_connections: int) -> dict[str, Any]:
+    """The last line of ``analyze --jsonl`` for a capture: its keys, with counts for the lists."""
+    doc = capture_document(cap, (), ())
+    del doc["schema_version"], doc["file"], doc["tcp"], doc["udp"]
+    return line_of("capture", cap.file, {**doc, "tcp_connections": tcp_connections, "udp_flows": len(cap.udp)})
 
 
 def compare_document(captures: list[tuple[Capture, list[TcpConnection], list[UdpFlow]]]) -> dict[str, Any]:

@@ -365,3 +365,24 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     if not carries_data and t[T_SML_END] != NONE and not 0 < ((t[T_SML_END] - ackno) & M32) < HALF:
         t[T_REL] = 1
         t[T_REL_TS] = ts
+
+
+@kernel
+def forget(T, P, H, G, d):  # noqa: ANN001, ANN201
+    """Give sender ``d``'s outstanding segments and holes back to their pools."""
+    t = T[d]
+    k = t[T_HEAD]
+    while k != NONE:
+        after = P[k][SEG_NEXT]
+        P[k][SEG_NEXT] = G[0][G_SEG_FREE]
+        G[0][G_SEG_FREE] = k
+        G[0][G_SEG_USED] -= 1
+        k = after
+    k = t[T_HOLES]
+    while k != NONE:
+        after = H[k][HOLE_NEXT]
+        H[k][HOLE_NEXT] = G[0][G_HOLE_FREE]
+        G[0][G_HOLE_FREE] = k
+        k = after
+    t[T_HEAD] = t[T_TAIL] = t[T_HOLES] = t[T_HOLES_TAIL] = NONE
+    t[T_OUT] = t[T_NHOLES] = 0

@@ -1,5 +1,6 @@
 """The engine's driver: packets in chunks of columns through the kernels, the
-kernels' events aggregated, and at the end one record per connection and flow.
+kernels' events aggregated, and one record per TCP connection as it retires (see
+.tcp: it ended and went quiet, or the capture ended), one per UDP flow at the end.
 
 Python does what is per connection (records, names, statistics); the kernels do
 what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit).
@@ -14,15 +15,17 @@ from .._decode import Packet, parse_syn_options
 from .._delays import NagleEvidence, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
 from .._metrics import conn_state, duration_stats, size_edges, sizes
-from .._model import Direction, Endpoint, Handshake, Selection, Stats, TcpConnection, UdpDirection, UdpFlow
+from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
 from . import acks, fastpath, histograms, jit, statistics, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
     EV_LETTER,
+    EV_RETIRE,
     EV_STALL,
     EV_WIDTH,
     G_ACK_LOG,
-    G_CONNS,
+    G_CLOCK,
+    G_CONN_FREE,
     G_EVENTS,
     G_HIST_USED,
     G_HOLE_FREE,
@@ -42,6 +45,7 @@ from .tables import (
     HIST_WIDTH,
     HOLE_NEXT,
     HOLE_WIDTH,
+    NO_MAX,
     NONE,
     SEG_NEXT,
     SEG_WIDTH,
@@ -60,9 +64,13 @@ class Engine:
     """Feed packets in file order (:meth:`feed`), then :meth:`finish`.
     ``ack_log``: a list to which every ACK that newly covers data is appended, as
     (ACK packet, first and last covered data packet, segments covered, delay from the
-    last one in ns, all sent once, ends exactly at the last data byte)."""
+    last one in ns, all sent once, ends exactly at the last data byte).
+    ``on_connection``: called with each TCP connection's record as it retires, which
+    the engine then forgets (memory follows the connections open at once); without
+    it, :meth:`finish` returns them all."""
 
-    def __init__(self, compiled: bool = False, ack_log: list | None = None) -> None:
+    def __init__(self, compiled: bool = False, ack_log: list | None = None,
+                 on_connection: Callable[[TcpConnection], None] | None = None) -> None:
         compiled = compiled or jit.compiled()  # once compiled, the kernels are numba's
         if compiled:
             jit.compile_kernels()
@@ -74,6 +82,7 @@ class Engine:
         c = compiled
         self.G = new_table(1, G_WIDTH, c)
         self.G[0][G_ACK_LOG] = 1 if ack_log is not None else 0
+        self.G[0][G_CLOCK] = NO_MAX  # no timestamp yet
         # Small at first (a capture of 30 packets is the common case), doubled when full.
         self.C = new_table(16, tcp.C_WIDTH, c)
         self.D = new_table(32, tcp.D_WIDTH, c)
@@ -81,9 +90,10 @@ class Engine:
         self.U = new_table(16, udp.U_WIDTH, c)
         self.P = new_table(64, SEG_WIDTH, c)
         self.H = new_table(16, HOLE_WIDTH, c)
+        link_free(self.C, 0, tcp.C_WAIT_NEXT)
         link_free(self.P, 0, SEG_NEXT)
         link_free(self.H, 0, HOLE_NEXT)
-        self.G[0][G_SEG_FREE] = self.G[0][G_HOLE_FREE] = 0
+        self.G[0][G_CONN_FREE] = self.G[0][G_SEG_FREE] = self.G[0][G_HOLE_FREE] = 0
         self.EV = new_table(CHUNK_PACKETS * 2 if c else 256, EV_WIDTH, c)  # drained after every chunk
         # Addresses by id when packets come as columns from the pcap kernels (.pcapfile):
         # (family, high 64 bits, low 64 bits) -> id, and a row of A per id.
@@ -96,6 +106,11 @@ class Engine:
         # What the events add up to, per sender row (d) or connection (slot).
         self.stalls: dict[int, list[Stall]] = {}
         self.letters: dict[int, list[tuple[int, str]]] = {}
+        self._retiring: list[int] = []
+        self.on_connection = on_connection
+        self.connections: list[TcpConnection] = []
+        self._names: list[str] = []  # by address id
+        self._named = 0  # rows of A named so far
 
     def feed(self, packets: Iterable[Packet]) -> None:
         """Account packets (in file order) to their connections and flows."""
@@ -127,6 +142,7 @@ class Engine:
             self._drain()
             if i < n:
                 self._make_room()
+        self._expire(everything=False)
         i = 0
         while i < n:
             i = udp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen,
@@ -193,11 +209,15 @@ class Engine:
     def _make_room(self) -> None:
         """The kernel stopped: a table is full. Double it."""
         g, c = self.G[0], self.compiled
-        if g[G_CONNS] >= len(self.C):
+        if g[G_CONN_FREE] == NONE and self._retiring:
+            self._retire()  # their rows first
+        if g[G_CONN_FREE] == NONE:
             rows = len(self.C)
             self.C = grow(self.C, rows, tcp.C_WIDTH, c)
             self.D = grow(self.D, 2 * rows, tcp.D_WIDTH, c)
             self.T = grow(self.T, 2 * rows, acks.T_WIDTH, c)
+            link_free(self.C, rows, tcp.C_WAIT_NEXT)
+            g[G_CONN_FREE] = rows
         if g[G_UDP] >= len(self.U):
             self.U = grow(self.U, len(self.U), udp.U_WIDTH, c)
         if g[G_SEG_FREE] == NONE:
@@ -216,8 +236,20 @@ class Engine:
             old, self.HT = self.HT, new_table(2 * len(self.HT), HIST_WIDTH, c)
             histograms.rehash(old, self.HT, self.G)
 
+    def _expire(self, everything: bool) -> None:
+        """Retire the connections that have expired (all, with ``everything``)."""
+        row = 0
+        while row < len(self.C):
+            row = tcp.expire(self.tcp_keys, self.tcp_waiting, self.C, self.D, self.HT, self.G, self.EV, row,
+                             everything)
+            self._drain()
+            if row < len(self.C):
+                self._make_room()
+
     def _drain(self) -> None:
-        """Add the kernels' events up, then empty the event table."""
+        """Add the kernels' events up, then empty the event table; make the records of the
+        connections that retired once they are a quarter of the rows (the histogram table
+        is rebuilt for them: amortized, a constant cost per connection)."""
         count = int(self.G[0][G_EVENTS])
         if not count:
             return
@@ -232,52 +264,86 @@ class Engine:
                 self.stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
             elif kind == EV_ACK_LOG:
                 self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
+            elif kind == EV_RETIRE:
+                self._retiring.append(e[1])
         self.G[0][G_EVENTS] = 0
+        if 4 * len(self._retiring) >= len(self.C):
+            self._retire()
 
     # -- records ----------------------------------------------------------------
 
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
-        self._end_replies()
-        names = {i: _name(a) for a, i in self._addrs.items()}
-        for i, (family, hi, lo) in enumerate(_rows(self.A, int(self.AG[0][0]), self.compiled)):
-            names[i] = _name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
-                             hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True))
-        vlans = {i: v for v, i in self._vlans.items()}
-        tcp_rows = _rows(self.C, int(self.G[0][G_CONNS]), self.compiled)
-        D, T = _rows(self.D, 2 * len(tcp_rows), self.compiled), _rows(self.T, 2 * len(tcp_rows), self.compiled)
+        """The end of the capture: every connection retires. Returns the connections (unless
+        ``on_connection`` took them) and flows, in order of their first packets."""
+        self._expire(everything=True)
+        if self._retiring:
+            self._retire()
+        hist = Histograms(self.HT, self.compiled, lambda d: None)  # what is left is UDP's
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
-        self.histograms = Histograms(self.HT, self.compiled,
-                                     lambda d: T[d][acks.T_MSS] if T[d][acks.T_HAS_MSS] else None)
-        return (Selection(self._connection(k, c, D, T, names, vlans) for k, c in enumerate(tcp_rows)),
-                Selection(self._flow(k, u, names, vlans) for k, u in enumerate(udp_rows)))
+        vlans = self._vlan_names()
+        tcp_records = sorted(self.connections, key=lambda c: c.index)
+        self.connections = []
+        return (Selection(tcp_records),
+                Selection(self._flow(k, u, hist, vlans) for k, u in enumerate(udp_rows)))
 
-    def _end_replies(self) -> None:
-        """The end of the capture ends every reply still going on."""
-        for slot in range(int(self.G[0][G_CONNS])):
-            if self.C[slot][tcp.C_REPLY_FIRST_TS] != NONE:
-                if 2 * (self.G[0][G_HIST_USED] + 2) > len(self.HT):
-                    self._make_room()
-                tcp.reply_done(self.C[slot], slot, self.HT, self.G)
+    def _retire(self) -> None:
+        """Make the records of the connections that retired, then free their rows."""
+        slots, self._retiring = self._retiring, []
+        c = self.compiled
+        out = new_table(int(self.G[0][G_HIST_USED]), HIST_WIDTH, c)
+        rest = new_table(len(self.HT), HIST_WIDTH, c)
+        taken = histograms.take(self.HT, rest, self.G, self.C, tcp.C_LIVE, tcp.RETIRING, out)
+        self.HT = rest
+        senders = [2 * slot + s for slot in slots for s in (0, 1)]
+        if c:
+            rows, D, T = self.C[slots].tolist(), self.D[senders].tolist(), self.T[senders].tolist()
+        else:
+            rows, D, T = [self.C[k] for k in slots], [self.D[d] for d in senders], [self.T[d] for d in senders]
+        sender = dict(zip(senders, T, strict=True))
+        hist = Histograms(out[:taken], c, lambda d: sender[d][acks.T_MSS] if sender[d][acks.T_HAS_MSS] else None)
+        names, vlans = self._address_names(), self._vlan_names()
+        for k, (slot, row) in enumerate(zip(slots, rows, strict=True)):
+            record = self._connection(slot, row, D[2 * k: 2 * k + 2], T[2 * k: 2 * k + 2], hist, names, vlans)
+            if self.on_connection is None:
+                self.connections.append(record)
+            else:
+                self.on_connection(record)
+        tcp.release_retiring(self.C, self.T, self.P, self.H, self.G)
 
-    def _durations(self, kind: int, ident: int, lo: int, hi: int) -> Stats:
-        return duration_stats(self.histograms.stats(kind, ident), lo, hi)
+    def _address_names(self) -> list[str]:
+        """Addresses by id, as text (from either id table: the general path's or the pcap kernels')."""
+        names = self._names
+        if len(names) < len(self._addrs):
+            names += [_name(a) for a in list(self._addrs)[len(names):]]
+        count = int(self.AG[0][0])
+        if self._named < count:
+            for family, hi, lo in _rows(self.A, count, self.compiled)[self._named:]:
+                names.append(_name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
+                                   hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True)))
+            self._named = count
+        return names
 
-    def _connection(self, slot: int, c: list[int], D: list, T: list, names: dict, vlans: dict) -> TcpConnection:
+    def _vlan_names(self) -> dict[int, tuple[int, ...]]:
+        return {i: v for v, i in self._vlans.items()}
+
+    def _connection(self, slot: int, c: list[int], D: list, T: list, hist: Histograms, names: list[str],
+                    vlans: dict) -> TcpConnection:
+        """The record of the connection in row ``slot`` (``c``; its sides' rows ``D`` and ``T``)."""
         inferred = c[tcp.C_CLIENT] == NONE
         cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
         ss = 1 - cs
-        letters = self.letters.get(slot, [])
+        letters = self.letters.pop(slot, [])
         history = ("^" if cs != 0 else "") + "".join(ch.upper() if s == cs else ch for s, ch in letters)
         addr = (c[tcp.C_A0], c[tcp.C_A1])
         port = (c[tcp.C_P0], c[tcp.C_P1])
         client_port = port[cs]
         last_ts = _ts(c[tcp.C_LAST_TS])
-        c2s = self._direction(2 * slot + cs, D, T, last_ts)
-        s2c = self._direction(2 * slot + ss, D, T, last_ts)
+        c2s = self._direction(2 * slot + cs, D[cs], T[cs], hist, last_ts)
+        s2c = self._direction(2 * slot + ss, D[ss], T[ss], hist, last_ts)
         zstate = tcp.Z_BASE + zeek.Z_STATE
         first_close = c[tcp.C_FIRST_CLOSE]
         return TcpConnection(
-            index=slot,
+            index=c[tcp.C_INDEX],
             client=Endpoint(names[addr[cs]], client_port),
             server=Endpoint(names[addr[ss]], port[ss]),
             inferred=inferred,
@@ -302,14 +368,15 @@ class Engine:
             last_packet=c[tcp.C_LAST_PKT],
             client_port_ephemeral_linux=client_port in LINUX_EPHEMERAL_PORTS,
             client_port_ephemeral_iana=client_port in IANA_EPHEMERAL_PORTS,
-            request_latency_ms=self._durations(H_LATENCY, slot, c[tcp.C_LAT_LO], c[tcp.C_LAT_HI]),
-            response_first_byte_ms=self._durations(H_FIRST_BYTE, slot, c[tcp.C_FB_LO], c[tcp.C_FB_HI]),
+            request_latency_ms=duration_stats(hist.stats(H_LATENCY, slot), c[tcp.C_LAT_LO], c[tcp.C_LAT_HI]),
+            response_first_byte_ms=duration_stats(hist.stats(H_FIRST_BYTE, slot), c[tcp.C_FB_LO],
+                                                  c[tcp.C_FB_HI]),
         )
 
-    def _direction(self, d: int, D: list, T: list, end_ts: int | None) -> Direction:
-        """What one side sent; ``end_ts``: the connection's last packet, which ends a zero
-        window never reopened (and the capture's end ends the sender's queue)."""
-        side, t = D[d], T[d]
+    def _direction(self, d: int, side: list[int], t: list[int], hist: Histograms, end_ts: int | None) -> Direction:
+        """What sender ``d`` sent (its rows ``side`` of D, ``t`` of T); ``end_ts``: the
+        connection's last packet, which ends a zero window never reopened (and the
+        connection's end ends the sender's queue)."""
         held, unacked = t[acks.T_HELD], t[acks.T_UNACKED]
         if t[acks.T_CANDIDATE] == acks.HELD:
             held += 1
@@ -325,7 +392,7 @@ class Engine:
             payload_bytes=side[tcp.D_PAYLOAD],
             segments=side[tcp.D_SEGMENTS],
             frame_bytes=side[tcp.D_FRAME_BYTES],
-            sizes=sizes(self.histograms.stats(H_SIZE, d), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
+            sizes=sizes(hist.stats(H_SIZE, d), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
             mss_option=_ts(side[tcp.D_MSS]) if opts else None,
             wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
             sack_perm=bool(side[tcp.D_SACK]) if opts else None,
@@ -342,14 +409,15 @@ class Engine:
             window_full=side[tcp.D_WINDOW_FULL],
             nagle=nagle_verdict(evidence),
             nagle_evidence=evidence,
-            ack_delay_ms=self._durations(H_DELAY, d, t[acks.T_DELAY_LO], t[acks.T_DELAY_HI]),
+            ack_delay_ms=duration_stats(hist.stats(H_DELAY, d), t[acks.T_DELAY_LO], t[acks.T_DELAY_HI]),
             delayed_acks=t[acks.T_DELAYED],
-            stall_list=tuple(self.stalls.get(d, ())),
+            stall_list=tuple(self.stalls.pop(d, ())),
             stalls=t[acks.T_STALLS],
             stall_ns_total=t[acks.T_STALL_NS],
         )
 
-    def _flow(self, slot: int, u: list[int], names: dict, vlans: dict) -> UdpFlow:
+    def _flow(self, slot: int, u: list[int], hist: Histograms, vlans: dict) -> UdpFlow:
+        names = self._address_names()
         return UdpFlow(
             index=slot,
             a=Endpoint(names[u[udp.U_A0]], u[udp.U_P0]),
@@ -357,7 +425,7 @@ class Engine:
             vlan=vlans[u[udp.U_VLAN0]],
             a2b=UdpDirection(u[udp.U_PACKETS], u[udp.U_BYTES], u[udp.U_FRAME_BYTES]),
             b2a=UdpDirection(u[udp.U_PACKETS + 1], u[udp.U_BYTES + 1], u[udp.U_FRAME_BYTES + 1]),
-            rtt_ms=self._durations(H_UDP_RTT, slot, u[udp.U_RTT_LO], u[udp.U_RTT_HI]),
+            rtt_ms=duration_stats(hist.stats(H_UDP_RTT, slot), u[udp.U_RTT_LO], u[udp.U_RTT_HI]),
             first_ts_ns=_ts(u[udp.U_FIRST_TS]),
             last_ts_ns=_ts(u[udp.U_LAST_TS]),
             first_packet=u[udp.U_FIRST_PKT],

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from .._delays import SIGNIFICANT_BITS
 from .jit import kernel
-from .tables import G_HIST_USED, HIST_COUNT, HIST_ID, HIST_KIND, HIST_VALUE
+from .tables import (
+    G_HIST_USED,
+    H_DELAY,
+    H_FIRST_BYTE,
+    H_LATENCY,
+    H_SIZE,
+    HIST_COUNT,
+    HIST_ID,
+    HIST_KIND,
+    HIST_VALUE,
+    NONE,
+)
 
 
 @kernel
@@ -60,3 +71,31 @@ def rehash(old, new, G):  # noqa: ANN001, ANN201
         row = old[k]
         if row[HIST_COUNT]:
             add(new, G, row[HIST_KIND], row[HIST_ID], row[HIST_VALUE], row[HIST_COUNT])
+
+
+@kernel
+def take(old, new, G, owners, column, value, out):  # noqa: ANN001, ANN201
+    """Split ``old`` between ``out`` (rows from 0), for the entries of the TCP connections
+    whose row of ``owners`` holds ``value`` in ``column``, and ``new`` (empty, as large)
+    for the rest. Returns the rows of ``out`` filled. A sender's histograms (ACK delays,
+    sizes) belong to connection id // 2, a connection's (latencies) to connection id."""
+    G[0][G_HIST_USED] = 0
+    taken = 0
+    for k in range(len(old)):
+        row = old[k]
+        if not row[HIST_COUNT]:
+            continue
+        kind, ident = row[HIST_KIND], row[HIST_ID]
+        owner = NONE
+        if kind in (H_DELAY, H_SIZE):
+            owner = ident // 2
+        elif kind in (H_LATENCY, H_FIRST_BYTE):
+            owner = ident
+        if owner != NONE and owners[owner][column] == value:
+            o = out[taken]
+            for j in range(len(row)):
+                o[j] = row[j]
+            taken += 1
+        else:
+            add(new, G, kind, ident, row[HIST_VALUE], row[HIST_COUNT])
+    return taken

@@ -16,13 +16,15 @@ HALF = 1 << 31
 
 
 
-# Globals (one row): counters and free lists shared by the kernels.
-G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG, G_HIST_USED = range(8)
-G_WIDTH = 8
+# Globals (one row): counters and free lists shared by the kernels. G_CONNS counts the TCP
+# connections ever seen (the next one's index); G_CLOCK is the latest TCP timestamp so far.
+(G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG, G_HIST_USED, G_CONN_FREE,
+ G_CLOCK) = range(10)
+G_WIDTH = 10
 
 # Events the kernels hand to Python (one row each: kind, then up to 7 values).
 EV_WIDTH = 8
-EV_STALL, EV_LETTER, EV_ACK_LOG = range(3)
+EV_STALL, EV_LETTER, EV_ACK_LOG, EV_RETIRE = range(4)
 
 # Histograms (see .histograms): a hash table of (kind, id, value) -> count; count 0: free.
 HIST_KIND, HIST_ID, HIST_VALUE, HIST_COUNT = range(4)

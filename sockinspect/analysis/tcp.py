@@ -6,7 +6,13 @@ states and history (:mod:`.zeek`).
 One kernel, :func:`feed`, walks the packets in file order; no packet is kept.
 Connections are identified by both endpoints plus the VLAN tags; a SYN starts a
 new connection on the same ports (port reuse) when the previous one has ended,
-has been idle long, or began with a different initial sequence number. The
+has been idle long, or began with a different initial sequence number. A
+connection that has closed (both FINs acknowledged) and then been quiet for
+``CLOSED_QUIET_NS`` of capture time, or ended otherwise (a RST, or FINs not
+both acknowledged) and been quiet for ``ENDED_QUIET_NS``, is over: its next
+packet starts another, and :func:`expire` retires it, so that memory follows
+the connections open at once. A retired connection goes out as an EV_RETIRE event; Python makes its
+record and then :func:`release_retiring` frees its rows. The
 client is the SYN sender (or, mid-stream, a guess from the ports: marked
 inferred). Rows: ``C`` per connection (columns ``C_*``, then Zeek's from
 ``Z_BASE``), ``D`` per side (``D_*``, row 2 x connection + side, side 0 the
@@ -20,6 +26,9 @@ from .._linux import TIMESTAMP_OPTION_BYTES
 from . import acks, histograms, zeek
 from .jit import kernel
 from .tables import (
+    EV_RETIRE,
+    G_CLOCK,
+    G_CONN_FREE,
     G_CONNS,
     G_EVENTS,
     G_HIST_USED,
@@ -29,6 +38,7 @@ from .tables import (
     H_FIRST_BYTE,
     H_LATENCY,
     H_SIZE,
+    HALF,
     M32,
     NO_MAX,
     NO_MIN,
@@ -39,6 +49,12 @@ from .tables import (
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
 IDLE_RESTART_NS = 300 * 1_000_000_000  # a SYN after 5 idle minutes is a new connection
+# A connection that ended and was then quiet this long is over. After a complete close only a
+# FIN resent for an ACK lost beyond the capture point may follow: 1 s. After a RST (packets in
+# flight, injected RSTs) or an unacknowledged FIN: 5 s, Zeek's tcp_reset_delay and tcp_close_delay.
+CLOSED_QUIET_NS = 1_000_000_000
+ENDED_QUIET_NS = 5 * 1_000_000_000
+FREE, LIVE, RETIRING = 0, 1, 2  # C_LIVE: a free row, a connection, one whose record is due
 # The port ranges as numbers (a kernel reads no range objects).
 WELL_KNOWN_END = _linux.WELL_KNOWN_PORTS.stop
 LINUX_EPHEMERAL = (_linux.LINUX_EPHEMERAL_PORTS.start, _linux.LINUX_EPHEMERAL_PORTS.stop)
@@ -47,14 +63,14 @@ IANA_EPHEMERAL = (_linux.IANA_EPHEMERAL_PORTS.start, _linux.IANA_EPHEMERAL_PORTS
 (C_VLAN0, C_VLAN1, C_A0, C_A1, C_P0, C_P1, C_CLIENT, C_GUESSED, C_SYN_TS, C_LAST_SYN_TS, C_SYNACK_TS,
  C_ACK_TS, C_SYNS, C_SYNACKS, C_FIRST_CLOSE, C_FIRST_RST, C_FIRST_TS, C_LAST_TS, C_FIRST_PKT, C_LAST_PKT,
  C_REQ_TS, C_REPLY_FIRST_TS, C_REPLY_LAST_TS, C_WSHIFT, C_WSHIFT0, C_WSHIFT1, C_WAIT_NEXT,
- C_WAITING, C_LAT_LO, C_LAT_HI, C_FB_LO, C_FB_HI) = range(32)
-Z_BASE = 32
+ C_WAITING, C_LAT_LO, C_LAT_HI, C_FB_LO, C_FB_HI, C_LIVE, C_INDEX) = range(34)
+Z_BASE = 34
 C_WIDTH = Z_BASE + zeek.Z_WIDTH
 
 (D_PACKETS, D_PAYLOAD, D_SEGMENTS, D_FRAME_BYTES, D_ISN, D_RETRANS, D_FINS, D_RSTS, D_FIRST_DATA_TS,
  D_LAST_DATA_TS, D_WND_FLAGS, D_WND_ACK, D_WND_WIN, D_ZERO_WINDOWS, D_ZERO_SINCE, D_ZERO_NS,
- D_WINDOW_FULL, D_OPTS, D_MSS, D_WSCALE, D_SACK, D_TSOPT) = range(22)
-D_WIDTH = 22
+ D_WINDOW_FULL, D_OPTS, D_MSS, D_WSCALE, D_SACK, D_TSOPT, D_FIN_END, D_FIN_ACKED) = range(24)
+D_WIDTH = 24
 
 
 @kernel
@@ -66,20 +82,25 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
         if proto[i] != TCP:
             continue
         g = G[0]
-        if (g[G_CONNS] >= len(C) or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
+        if (g[G_CONN_FREE] == NONE or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
                 or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(HT)):
             return i
+        if has_ts[i] and ts[i] > g[G_CLOCK]:
+            g[G_CLOCK] = ts[i]
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
         slot = lookup(by_key, half_open, C, key, vlan[i])
+        if slot != NONE and expired(C[slot], D, slot, g[G_CLOCK]):
+            retire(by_key, half_open, C, HT, G, EV, slot)
+            slot = NONE
         f = flags[i]
         if slot == NONE:
-            slot = new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts)
+            slot = new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, has_ts)
             s = 0
         else:
             c = C[slot]
             s = 0 if sport[i] == c[C_P0] and src[i] == c[C_A0] else 1
             if f & (SYN | ACK) == SYN and starts_anew(C[slot], D, slot, s, seq[i], ts[i], has_ts[i]):
-                slot = new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts)
+                slot = new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, has_ts)
                 s = 0
         packet(C, D, T, P, H, G, EV, HT, slot, s, number[i], ts[i], has_ts[i], wirelen[i], seq[i], ackno[i], f,
                win[i], plen[i], o_mss[i], o_wscale[i], o_sack[i], o_ts[i])
@@ -143,17 +164,20 @@ def unwait(half_open, C, wkey, slot):  # noqa: ANN001, ANN201
 
 
 @kernel
-def new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts):  # noqa: ANN001, ANN201
-    """A connection whose first packet is ``i``, registered under ``key`` (replacing
-    any older connection there)."""
+def new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, has_ts):  # noqa: ANN001, ANN201
+    """A connection whose first packet is ``i``, registered under ``key`` (retiring
+    any older connection there), in a free row."""
     old = get(by_key, key)
     if old != NONE:
-        drop(by_key, half_open, C, old)
-    slot = G[0][G_CONNS]
-    G[0][G_CONNS] += 1
+        retire(by_key, half_open, C, HT, G, EV, old)
+    slot = G[0][G_CONN_FREE]
+    G[0][G_CONN_FREE] = C[slot][C_WAIT_NEXT]
     c = C[slot]
     for k in range(len(c)):
         c[k] = 0
+    c[C_LIVE] = LIVE
+    c[C_INDEX] = G[0][G_CONNS]
+    G[0][G_CONNS] += 1
     c[C_VLAN0], c[C_A0], c[C_P0], c[C_A1], c[C_P1] = key[0], key[1], key[2], key[3], key[4]
     c[C_VLAN1] = NONE
     c[C_CLIENT] = NONE
@@ -171,7 +195,7 @@ def new_connection(i, key, by_key, half_open, C, D, T, G, number, ts, has_ts):  
         for k in range(len(d)):
             d[k] = 0
         d[D_ISN] = d[D_FIRST_DATA_TS] = d[D_LAST_DATA_TS] = d[D_ZERO_SINCE] = NONE
-        d[D_MSS] = d[D_WSCALE] = NONE
+        d[D_MSS] = d[D_WSCALE] = d[D_FIN_END] = NONE
         sender_init(T[2 * slot + s])
     register(by_key, half_open, C, key, slot)
     return slot
@@ -206,6 +230,61 @@ def drop(by_key, half_open, C, old):  # noqa: ANN001, ANN201
             by_key.pop(reverse)
     if c[C_WAITING]:
         unwait(half_open, C, (c[C_A0], c[C_P0], c[C_A1], c[C_P1]), old)
+
+
+@kernel
+def expired(c, D, slot, clock):  # noqa: ANN001, ANN201
+    """Whether connection ``slot`` is over: closed, or ended, and quiet since by the
+    capture's ``clock`` (its latest timestamp so far, so that the answer never depends on
+    when it is asked)."""
+    if c[C_LAST_TS] == NONE:
+        return False
+    quiet = clock - c[C_LAST_TS]
+    a, b = D[2 * slot], D[2 * slot + 1]
+    if a[D_FIN_ACKED] and b[D_FIN_ACKED]:
+        return quiet > CLOSED_QUIET_NS
+    return quiet > ENDED_QUIET_NS and (c[C_FIRST_RST] != NONE or (a[D_FINS] > 0 and b[D_FINS] > 0))
+
+
+@kernel
+def retire(by_key, half_open, C, HT, G, EV, slot):  # noqa: ANN001, ANN201
+    """Connection ``slot`` is over: the reply going on ends, its keys are forgotten, and
+    an EV_RETIRE event asks for its record (its rows stay until :func:`release_retiring`)."""
+    c = C[slot]
+    if c[C_REPLY_FIRST_TS] != NONE:
+        reply_done(c, slot, HT, G)
+    drop(by_key, half_open, C, slot)
+    c[C_LIVE] = RETIRING
+    e = EV[G[0][G_EVENTS]]
+    G[0][G_EVENTS] += 1
+    e[0] = EV_RETIRE
+    e[1] = slot
+
+
+@kernel
+def expire(by_key, half_open, C, D, HT, G, EV, start, everything):  # noqa: ANN001, ANN201
+    """Retire the connections of rows ``start``.. that have expired (every one, with
+    ``everything``: the capture's end). Returns the row where it stopped: len(C), or
+    before when EV or HT ran short of room."""
+    g = G[0]
+    for slot in range(start, len(C)):
+        if g[G_EVENTS] >= len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT):
+            return slot
+        if C[slot][C_LIVE] == LIVE and (everything or expired(C[slot], D, slot, g[G_CLOCK])):
+            retire(by_key, half_open, C, HT, G, EV, slot)
+    return len(C)
+
+
+@kernel
+def release_retiring(C, T, P, H, G):  # noqa: ANN001, ANN201
+    """Free the rows of the retired connections (their records are made)."""
+    for slot in range(len(C)):
+        if C[slot][C_LIVE] == RETIRING:
+            acks.forget(T, P, H, G, 2 * slot)
+            acks.forget(T, P, H, G, 2 * slot + 1)
+            C[slot][C_LIVE] = FREE
+            C[slot][C_WAIT_NEXT] = G[0][G_CONN_FREE]
+            G[0][G_CONN_FREE] = slot
 
 
 @kernel
@@ -273,6 +352,8 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
     resent = 0
     if flags & ACK:
         acks.ack(T, P, G, EV, HT, 2 * slot + 1 - s, ackno, ts, number, n > 0, has_ts)
+        if peer[D_FIN_END] != NONE and ((ackno - peer[D_FIN_END]) & M32) < HALF:
+            peer[D_FIN_ACKED] = 1
     if not win:
         if not flags & (SYN | FIN | RST):
             # tshark's zero_window, unless a zero-window probe: one byte at the next
@@ -317,7 +398,7 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
     side[D_WND_ACK] = ackno
     side[D_WND_WIN] = win
     if flags & (SYN | FIN | RST):
-        control(c, D, slot, s, flags, seq, ts, has_ts, o_mss, o_wscale, o_sack, o_ts)
+        control(c, D, slot, s, flags, seq, n, ts, has_ts, o_mss, o_wscale, o_sack, o_ts)
     client = c[C_CLIENT] if c[C_CLIENT] != NONE else c[C_GUESSED]
     zeek.packet(c, Z_BASE, slot, s, s == client, client, flags, seq, n, win, resent, EV, G)
     if (c[C_ACK_TS] == NONE and flags & (ACK | SYN | RST) == ACK and s == c[C_CLIENT]
@@ -354,7 +435,7 @@ def reply_done(c, slot, HT, G):  # noqa: ANN001, ANN201
 
 
 @kernel
-def control(c, D, slot, s, flags, seq, ts, has_ts, o_mss, o_wscale, o_sack, o_ts):  # noqa: ANN001, ANN201
+def control(c, D, slot, s, flags, seq, n, ts, has_ts, o_mss, o_wscale, o_sack, o_ts):  # noqa: ANN001, ANN201
     """SYN, SYN/ACK, FIN and RST: roles, handshake times, teardown."""
     side = D[2 * slot + s]
     t = ts if has_ts else NONE
@@ -385,6 +466,7 @@ def control(c, D, slot, s, flags, seq, ts, has_ts, o_mss, o_wscale, o_sack, o_ts
                     c[C_LAST_SYN_TS] = t
     if flags & FIN:
         side[D_FINS] += 1
+        side[D_FIN_END] = (seq + n + 1) & M32
         if c[C_FIRST_CLOSE] == NONE:
             c[C_FIRST_CLOSE] = s
     if flags & RST:
