@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from capture import generate
+from capture import CAPTURE_VERSION, generate
 from proctree import Run, run
 from tabulate import tabulate
 
@@ -234,7 +234,7 @@ def main() -> int:
         wanted = {name.strip().lower() for name in args.tools.split(",")}
         tools = [t for t in tools if t.name.lower() in wanted]
         missing = [m for m in missing if m.lower() in wanted]
-    path = args.dir / f"bench-{args.packets}p-{args.connections}c.pcap"
+    path = args.dir / f"bench-{CAPTURE_VERSION}-{args.packets}p-{args.connections}c.pcap"
     if not path.exists():
         generate(path, args.packets, args.connections)
     _warm(path)

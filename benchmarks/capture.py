@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 SEED = 20261125
+CAPTURE_VERSION = "v2"  # v2: the close ends with the last ACK (v1 left the second FIN unacknowledged)
 T0 = 1_760_000_000_000_000_000
 ETH4 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
 ETH6 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x86\xdd"
@@ -28,7 +29,7 @@ def generate(path: Path, packets: int, connections: int) -> None:
     per = packets // connections
     extra = packets - per * connections
     # Every connection gets `per` packets (the first `extra` one more): SYN, SYN/ACK,
-    # ACK, then data and ACKs alternating, then FIN/ACK, FIN/ACK (and a last ACK).
+    # ACK, then data and ACKs alternating, then FIN/ACK, FIN/ACK and the last ACK.
     lengths = [per + (1 if i < extra else 0) for i in range(connections)]
     state = [0] * connections
     open_ = list(range(min(connections, 2000)))
@@ -69,10 +70,13 @@ def _frame(c: int, i: int, n: int, ts: int, rng: random.Random) -> bytes:
         return _pkt(ts, v6, client, server, cport, sport, c_isn, 0, 0x02, 0, True)
     if i == 1:
         return _pkt(ts, v6, server, client, sport, cport, s_isn, c_isn + 1, 0x12, 0, True)
-    if i == n - 2:
-        return _pkt(ts, v6, client, server, cport, sport, c_seq, s_seq, 0x11, 0, False)
-    if i == n - 1:
-        return _pkt(ts, v6, server, client, sport, cport, s_seq, c_seq + 1, 0x11, 0, False)
+    if i >= n - 3:  # the close: each FIN acknowledged (the last ACK makes it complete)
+        c_fin, s_fin = c_isn + 1 + ((n - 3) // 2) * 700, s_isn + 1 + ((n - 3) // 2) * 1400
+        if i == n - 3:
+            return _pkt(ts, v6, client, server, cport, sport, c_fin, s_fin, 0x11, 0, False)
+        if i == n - 2:
+            return _pkt(ts, v6, server, client, sport, cport, s_fin, c_fin + 1, 0x11, 0, False)
+        return _pkt(ts, v6, client, server, cport, sport, c_fin + 1, s_fin + 1, 0x10, 0, False)
     if i % 2:  # client: a request of varied size, or a bare ACK
         size = rng.choice((0, 0, 120, 700))
         return _pkt(ts, v6, client, server, cport, sport, c_seq, s_seq, 0x18 if size else 0x10, size, False)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from helpers import CLIENT, SERVER, T0, full_connection, handshake, tcp, write_pcap
+
 from sockinspect import analyze
 from sockinspect._cli import main
 from sockinspect._decode import Decoder, Packet
@@ -167,3 +167,37 @@ def test_jsonl_names_a_missing_connection(capsys):
 
 if __name__ == "__main__":
     make_retired()
+
+
+def test_taking_histogram_entries_out_keeps_the_rest_findable():
+    """histograms.take removes entries in place; every other entry must stay on its probe
+    path (a table crowded to half full, so that clusters wrap around its end)."""
+    import random
+
+    from sockinspect.analysis import histograms
+    from sockinspect.analysis.tables import G_HIST_USED, G_WIDTH, H_DELAY, H_LATENCY, H_SIZE, HIST_WIDTH, new_table
+
+    rng = random.Random(7)
+    for _ in range(30):
+        HT, G = new_table(64, HIST_WIDTH, False), new_table(1, G_WIDTH, False)
+        owners = [[rng.randrange(2)] for _ in range(8)]
+        entries = {}
+        while G[0][G_HIST_USED] < 32:
+            kind = rng.choice((H_DELAY, H_SIZE, H_LATENCY))
+            ident = rng.randrange(16) if kind != H_LATENCY else rng.randrange(8)
+            code = rng.randrange(50)
+            histograms.add(HT, G, kind, ident, code, 1)
+            key = histograms.key_of(kind, ident, code)
+            entries[key] = entries.get(key, 0) + 1
+        out = new_table(32, HIST_WIDTH, False)
+        taken = histograms.take(HT, G, owners, 0, 1, out)
+
+        def owned(key: int, owners: list = owners) -> bool:
+            kind, ident = key >> histograms.KIND_SHIFT, (key >> histograms.ID_SHIFT) & histograms.ID_MASK
+            return owners[ident // 2 if kind != H_LATENCY else ident][0] == 1
+
+        assert {k: n for k, n in out[:taken]} == {k: n for k, n in entries.items() if owned(k)}
+        kept = {k: n for k, n in entries.items() if not owned(k)}
+        assert G[0][G_HIST_USED] == len(kept) == sum(1 for row in HT if row[1])
+        for key, n in kept.items():
+            assert HT[histograms.row_of(HT, key)] == [key, n]

@@ -19,7 +19,6 @@ from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, U
 from . import acks, fastpath, histograms, jit, statistics, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
-    EV_LETTER,
     EV_RETIRE,
     EV_STALL,
     EV_WIDTH,
@@ -39,9 +38,7 @@ from .tables import (
     H_SIZE,
     H_UDP_RTT,
     HIST_COUNT,
-    HIST_ID,
-    HIST_KIND,
-    HIST_VALUE,
+    HIST_KEY,
     HIST_WIDTH,
     HOLE_NEXT,
     HOLE_WIDTH,
@@ -57,6 +54,7 @@ from .tables import (
 )
 
 CHUNK_PACKETS = 1 << 16
+RETIRE_BATCH = 4096  # connections whose records are made at once (they wait in their rows)
 _NO_OPTIONS = (NONE, NONE, 0, 0)
 
 
@@ -103,9 +101,8 @@ class Engine:
         self.tcp_keys, self.tcp_waiting = _dict(c, 5), _dict(c, 4)
         self.udp_keys, self.udp_waiting = _dict(c, 5), _dict(c, 4)
         self.HT = new_table(1 << 16 if c else 64, HIST_WIDTH, c)
-        # What the events add up to, per sender row (d) or connection (slot).
+        # What the events add up to, per sender row (d).
         self.stalls: dict[int, list[Stall]] = {}
-        self.letters: dict[int, list[tuple[int, str]]] = {}
         self._retiring: list[int] = []
         self.on_connection = on_connection
         self.connections: list[TcpConnection] = []
@@ -248,8 +245,8 @@ class Engine:
 
     def _drain(self) -> None:
         """Add the kernels' events up, then empty the event table; make the records of the
-        connections that retired once they are a quarter of the rows (the histogram table
-        is rebuilt for them: amortized, a constant cost per connection)."""
+        connections that retired in batches (a quarter of the rows, at most RETIRE_BATCH):
+        taking their histograms out costs a pass over the histogram table."""
         count = int(self.G[0][G_EVENTS])
         if not count:
             return
@@ -258,16 +255,14 @@ class Engine:
             events = events.tolist()
         for e in events:
             kind = e[0]
-            if kind == EV_LETTER:
-                self.letters.setdefault(e[1], []).append((e[2], chr(e[3])))
-            elif kind == EV_STALL:
+            if kind == EV_STALL:
                 self.stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
             elif kind == EV_ACK_LOG:
                 self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
             elif kind == EV_RETIRE:
                 self._retiring.append(e[1])
         self.G[0][G_EVENTS] = 0
-        if 4 * len(self._retiring) >= len(self.C):
+        if len(self._retiring) >= min(len(self.C) // 4, RETIRE_BATCH):
             self._retire()
 
     # -- records ----------------------------------------------------------------
@@ -287,13 +282,18 @@ class Engine:
                 Selection(self._flow(k, u, hist, vlans) for k, u in enumerate(udp_rows)))
 
     def _retire(self) -> None:
-        """Make the records of the connections that retired, then free their rows."""
-        slots, self._retiring = self._retiring, []
+        """Make the records of the connections that retired, RETIRE_BATCH at a time (memory
+        stays bounded however many end at once), freeing their rows."""
+        while self._retiring:
+            self._records(self._retiring[:RETIRE_BATCH])
+            del self._retiring[:RETIRE_BATCH]
+
+    def _records(self, slots: list[int]) -> None:
         c = self.compiled
+        for slot in slots:
+            self.C[slot][tcp.C_LIVE] = tcp.RECORDING
         out = new_table(int(self.G[0][G_HIST_USED]), HIST_WIDTH, c)
-        rest = new_table(len(self.HT), HIST_WIDTH, c)
-        taken = histograms.take(self.HT, rest, self.G, self.C, tcp.C_LIVE, tcp.RETIRING, out)
-        self.HT = rest
+        taken = histograms.take(self.HT, self.G, self.C, tcp.C_LIVE, tcp.RECORDING, out)
         senders = [2 * slot + s for slot in slots for s in (0, 1)]
         if c:
             rows, D, T = self.C[slots].tolist(), self.D[senders].tolist(), self.T[senders].tolist()
@@ -308,7 +308,7 @@ class Engine:
                 self.connections.append(record)
             else:
                 self.on_connection(record)
-        tcp.release_retiring(self.C, self.T, self.P, self.H, self.G)
+        tcp.release_recorded(self.C, self.T, self.P, self.H, self.G)
 
     def _address_names(self) -> list[str]:
         """Addresses by id, as text (from either id table: the general path's or the pcap kernels')."""
@@ -332,7 +332,7 @@ class Engine:
         inferred = c[tcp.C_CLIENT] == NONE
         cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
         ss = 1 - cs
-        letters = self.letters.pop(slot, [])
+        letters = zeek.history(c, tcp.Z_BASE)
         history = ("^" if cs != 0 else "") + "".join(ch.upper() if s == cs else ch for s, ch in letters)
         addr = (c[tcp.C_A0], c[tcp.C_A1])
         port = (c[tcp.C_P0], c[tcp.C_P1])
@@ -434,8 +434,8 @@ class Engine:
 
 
 class Histograms:
-    """The kernels' histogram table, sorted by (kind, id, value), and the statistics of
-    every histogram in it (a row of analysis.statistics' output per (kind, id))."""
+    """Histogram rows (key, count) from the kernels' table, sorted, and the statistics of
+    every histogram in them (a row of analysis.statistics' output per (kind, id))."""
 
     def __init__(self, HT, compiled: bool, size_mss: Callable[[int], int | None]) -> None:  # noqa: ANN001
         """``size_mss(d)``: the MSS the size buckets of sender row ``d`` use."""
@@ -443,18 +443,26 @@ class Histograms:
             import numpy as np
 
             rows = HT[HT[:, HIST_COUNT] > 0]
-            rows = rows[np.lexsort((rows[:, HIST_VALUE], rows[:, HIST_ID], rows[:, HIST_KIND]))]
-            keys = rows[:, HIST_KIND] << 40 | rows[:, HIST_ID]  # ids stay below 2**40
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(rows) else np.zeros(0, np.int64)
+            rows = rows[np.argsort(rows[:, HIST_KEY], kind="stable")]
+            keys, counts = rows[:, HIST_KEY], rows[:, HIST_COUNT].copy()
+            groups = keys >> histograms.ID_SHIFT
+            starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(rows) else np.zeros(0, np.int64)
             ends = np.r_[starts[1:], len(rows)].astype(np.int64)
-            values, counts = rows[:, HIST_VALUE].copy(), rows[:, HIST_COUNT].copy()
-            groups = list(zip(rows[starts, HIST_KIND].tolist(), rows[starts, HIST_ID].tolist(), strict=True))
+            codes = keys & histograms.CODE_MASK
+            values = np.where(groups >> (histograms.KIND_SHIFT - histograms.ID_SHIFT) == H_SIZE, codes,
+                              histograms.decode_durations(codes))
+            firsts = groups[starts].tolist()
         else:
             rows = sorted(row for row in HT if row[HIST_COUNT])
-            values, counts = [r[HIST_VALUE] for r in rows], [r[HIST_COUNT] for r in rows]
-            starts = [k for k in range(len(rows)) if not k or rows[k][:2] != rows[k - 1][:2]]
-            ends = [*starts[1:], len(rows)]
-            groups = [(rows[k][HIST_KIND], rows[k][HIST_ID]) for k in starts]
+            keys, counts = [r[HIST_KEY] for r in rows], [r[HIST_COUNT] for r in rows]
+            starts = [k for k in range(len(keys)) if not k or keys[k] >> histograms.ID_SHIFT
+                      != keys[k - 1] >> histograms.ID_SHIFT]
+            ends = [*starts[1:], len(keys)]
+            values = [key & histograms.CODE_MASK if key >> histograms.KIND_SHIFT == H_SIZE
+                      else histograms.decode_durations([key & histograms.CODE_MASK])[0] for key in keys]
+            firsts = [keys[k] >> histograms.ID_SHIFT for k in starts]
+        shift = histograms.KIND_SHIFT - histograms.ID_SHIFT
+        groups = [(g >> shift, g & histograms.ID_MASK) for g in firsts]
         edges = [_edges(size_mss(ident)) if kind == H_SIZE else _NO_EDGES for kind, ident in groups]
         if compiled:
             edges = np.array(edges, dtype=np.int64).reshape(len(groups), statistics.E_WIDTH)

@@ -24,11 +24,11 @@ G_WIDTH = 10
 
 # Events the kernels hand to Python (one row each: kind, then up to 7 values).
 EV_WIDTH = 8
-EV_STALL, EV_LETTER, EV_ACK_LOG, EV_RETIRE = range(4)
+EV_STALL, EV_ACK_LOG, EV_RETIRE = range(3)
 
-# Histograms (see .histograms): a hash table of (kind, id, value) -> count; count 0: free.
-HIST_KIND, HIST_ID, HIST_VALUE, HIST_COUNT = range(4)
-HIST_WIDTH = 4
+# Histograms (see .histograms): a hash table of key (kind, id, value code) -> count; count 0: free.
+HIST_KEY, HIST_COUNT = range(2)
+HIST_WIDTH = 2
 H_DELAY, H_SIZE, H_LATENCY, H_FIRST_BYTE, H_UDP_RTT = range(5)  # ids: sender row, or connection/flow
 NO_MIN, NO_MAX = 1 << 62, -(1 << 62)  # the smallest and largest of no value
 TIME_CAP = (1 << 62) - 1  # timestamps are clamped to +-TIME_CAP: their differences fit in int64

@@ -12,7 +12,7 @@ connection that has closed (both FINs acknowledged) and then been quiet for
 both acknowledged) and been quiet for ``ENDED_QUIET_NS``, is over: its next
 packet starts another, and :func:`expire` retires it, so that memory follows
 the connections open at once. A retired connection goes out as an EV_RETIRE event; Python makes its
-record and then :func:`release_retiring` frees its rows. The
+record and then :func:`release_recorded` frees its rows. The
 client is the SYN sender (or, mid-stream, a guess from the ports: marked
 inferred). Rows: ``C`` per connection (columns ``C_*``, then Zeek's from
 ``Z_BASE``), ``D`` per side (``D_*``, row 2 x connection + side, side 0 the
@@ -37,7 +37,6 @@ from .tables import (
     G_SEG_USED,
     H_FIRST_BYTE,
     H_LATENCY,
-    H_SIZE,
     HALF,
     M32,
     NO_MAX,
@@ -54,7 +53,8 @@ IDLE_RESTART_NS = 300 * 1_000_000_000  # a SYN after 5 idle minutes is a new con
 # flight, injected RSTs) or an unacknowledged FIN: 5 s, Zeek's tcp_reset_delay and tcp_close_delay.
 CLOSED_QUIET_NS = 1_000_000_000
 ENDED_QUIET_NS = 5 * 1_000_000_000
-FREE, LIVE, RETIRING = 0, 1, 2  # C_LIVE: a free row, a connection, one whose record is due
+# C_LIVE: a free row, a connection, one that is over (its record is due), one whose record is made
+FREE, LIVE, RETIRING, RECORDING = range(4)
 # The port ranges as numbers (a kernel reads no range objects).
 WELL_KNOWN_END = _linux.WELL_KNOWN_PORTS.stop
 LINUX_EPHEMERAL = (_linux.LINUX_EPHEMERAL_PORTS.start, _linux.LINUX_EPHEMERAL_PORTS.stop)
@@ -249,7 +249,7 @@ def expired(c, D, slot, clock):  # noqa: ANN001, ANN201
 @kernel
 def retire(by_key, half_open, C, HT, G, EV, slot):  # noqa: ANN001, ANN201
     """Connection ``slot`` is over: the reply going on ends, its keys are forgotten, and
-    an EV_RETIRE event asks for its record (its rows stay until :func:`release_retiring`)."""
+    an EV_RETIRE event asks for its record (its rows stay until :func:`release_recorded`)."""
     c = C[slot]
     if c[C_REPLY_FIRST_TS] != NONE:
         reply_done(c, slot, HT, G)
@@ -276,10 +276,10 @@ def expire(by_key, half_open, C, D, HT, G, EV, start, everything):  # noqa: ANN0
 
 
 @kernel
-def release_retiring(C, T, P, H, G):  # noqa: ANN001, ANN201
-    """Free the rows of the retired connections (their records are made)."""
+def release_recorded(C, T, P, H, G):  # noqa: ANN001, ANN201
+    """Free the rows of the connections whose records are made."""
     for slot in range(len(C)):
-        if C[slot][C_LIVE] == RETIRING:
+        if C[slot][C_LIVE] == RECORDING:
             acks.forget(T, P, H, G, 2 * slot)
             acks.forget(T, P, H, G, 2 * slot + 1)
             C[slot][C_LIVE] = FREE
@@ -393,14 +393,14 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
             side[D_LAST_DATA_TS] = ts
         side[D_PAYLOAD] += n
         side[D_SEGMENTS] += 1
-        histograms.add(HT, G, H_SIZE, d, n, 1)
+        histograms.size(HT, G, d, n)
     side[D_WND_FLAGS] = flags
     side[D_WND_ACK] = ackno
     side[D_WND_WIN] = win
     if flags & (SYN | FIN | RST):
         control(c, D, slot, s, flags, seq, n, ts, has_ts, o_mss, o_wscale, o_sack, o_ts)
     client = c[C_CLIENT] if c[C_CLIENT] != NONE else c[C_GUESSED]
-    zeek.packet(c, Z_BASE, slot, s, s == client, client, flags, seq, n, win, resent, EV, G)
+    zeek.packet(c, Z_BASE, s, s == client, client, flags, seq, n, win, resent)
     if (c[C_ACK_TS] == NONE and flags & (ACK | SYN | RST) == ACK and s == c[C_CLIENT]
             and (c[C_SYNACKS] or (c[C_SYNS] and ackno and not flags & FIN))):
         # The handshake's ACK (tshark's rule: ACK set, SYN and RST clear); after the SYN
