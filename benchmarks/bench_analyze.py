@@ -9,7 +9,10 @@ with ``--large`` (5.4 GB), or ``--packets``/``--connections``. Each tool reads
 the file and writes its per-connection report to a scratch file (so a pipe
 costs nothing), which is then checked for the packets and connections it counted:
 
-- sockinspect: ``python -m sockinspect analyze --json FILE`` (the full analysis);
+- sockinspect: ``python -m sockinspect analyze --json FILE`` (the full analysis, one
+  document: every connection is kept until the end);
+- sockinspect --jsonl: the same analysis, each connection written as it ends
+  (memory follows the connections open at once);
 - tshark: ``tshark -q -n -z conv,tcp -r FILE`` (per-conversation frames and bytes);
 - tcptrace: ``tcptrace -n -l -r FILE``, its long per-connection report with RTT
   statistics, the closest to sockinspect's (``-n``: no name lookups);
@@ -68,6 +71,15 @@ def _sockinspect_counts(out: Path) -> tuple[int | None, int | None]:
     return doc.get("packets"), len(doc.get("tcp", ()))
 
 
+def _sockinspect_lines_counts(out: Path) -> tuple[int | None, int | None]:
+    with open(out) as f:
+        for line in f:
+            if '"record":"capture"' in line:
+                doc = json.loads(line)
+                return doc.get("packets"), doc.get("tcp_connections")
+    return None, None
+
+
 def _tshark_counts(out: Path) -> tuple[int | None, int | None]:
     packets = conversations = 0
     frames = re.compile(r"(\d+)\s+\d+\s+(?:bytes|[kMGT]B)")
@@ -112,8 +124,11 @@ def _sockinspect_version() -> str:
 
 def find_tools(nfstream_venv: Path) -> tuple[list[Tool], list[str]]:
     """The tools installed here, and the names of those that are not."""
-    tools = [Tool("sockinspect", lambda f: [sys.executable, "-m", "sockinspect", "analyze", "--json", str(f)],
-                  _sockinspect_counts, _sockinspect_version())]
+    sockinspect = [sys.executable, "-m", "sockinspect", "analyze"]
+    tools = [Tool("sockinspect", lambda f: [*sockinspect, "--json", str(f)], _sockinspect_counts,
+                  _sockinspect_version()),
+             Tool("sockinspect --jsonl", lambda f: [*sockinspect, "--jsonl", str(f)], _sockinspect_lines_counts,
+                  _sockinspect_version())]
     missing = []
     if tshark := shutil.which("tshark"):
         tools.append(Tool("tshark", lambda f: [tshark, "-q", "-n", "-z", "conv,tcp", "-r", str(f)],
@@ -217,7 +232,8 @@ def main() -> int:
     p.add_argument("--large", action="store_true", help="the 10,000,000-packet, 100,000-connection capture")
     p.add_argument("--dir", type=Path, default=Path("/tmp/sockinspect-bench"), help="where the captures are kept")
     p.add_argument("--repeat", type=int, default=3, help="runs per tool; the best time counts (default 3)")
-    p.add_argument("--tools", help="comma-separated subset of: sockinspect,tshark,tcptrace,NFStream")
+    p.add_argument("--tools", help="comma-separated subset of: sockinspect,sockinspect --jsonl,tshark,tcptrace,"
+                   "NFStream")
     p.add_argument("--nfstream-venv", type=Path, help="venv with nfstream (default: DIR/nfstream-venv)")
     p.add_argument("--install-nfstream", action="store_true", help="first create that venv and pip install nfstream")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

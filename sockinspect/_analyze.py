@@ -39,17 +39,17 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     gains little from it (each process decodes the whole file and loads numba).
     ``max_inflation``: how far a gzip file may inflate (see
     :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
-    ``on_connection``: called with each TCP connection as soon as it is over (it
-    ended and went quiet, see :mod:`sockinspect.analysis.tcp`; or the capture
-    ended), in one process; the returned Capture then holds none, so memory follows
-    the connections open at once rather than the file.
+    ``on_connection``: called with each TCP connection instead of keeping it in the
+    returned Capture. In one process, as soon as the connection is over (it ended and
+    went quiet, see :mod:`sockinspect.analysis.tcp`; or the capture ended), so memory
+    follows the connections open at once rather than the file; with workers, at the end.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
     count on the returned :class:`Capture`.
     """
     reader = CaptureReader(path, max_inflation)
-    if not reader.reopenable or on_connection is not None:  # a pipe, or records streamed: one process
+    if not reader.reopenable:  # stdin, a pipe or a FIFO: read once, by this process
         workers = 1
     elif workers is None:
         parallel = reader.size >= PARALLEL_MIN_BYTES and not jit.want_compiled(reader.size)
@@ -64,10 +64,15 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
             others = [pool.apply_async(_analyze_share, (os.fspath(path), k, workers, max_inflation))
                       for k in range(1, workers)]
             mine = _analyze(path, reader, progress, (0, workers))
-            return _merge(mine, [f.get() for f in others])
+            cap = _merge(mine, [f.get() for f in others])
         finally:
             pool.terminate()
             pool.join()
+    if on_connection is None:
+        return cap
+    for conn in cap.tcp:
+        on_connection(conn)
+    return replace(cap, tcp=Selection())
 
 
 PARALLEL_MIN_BYTES = 64 << 20

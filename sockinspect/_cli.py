@@ -26,6 +26,7 @@ from ._check import load_rules_file, parse_rules, run_checks
 from ._documents import (
     DOCUMENTS,
     capture_document,
+    capture_json,
     capture_line,
     check_document,
     cleanup_document,
@@ -364,8 +365,8 @@ def _report_files(args: argparse.Namespace) -> int:
     status = 0
     first_csv = True
     for path in args.files:
-        if args.jsonl:
-            status = max(status, _stream_file(path, args))
+        if args.jsonl or args.json:
+            status = max(status, (_stream_file if args.jsonl else _json_file)(path, args))
             continue
         cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)
         if cap is None:
@@ -373,15 +374,14 @@ def _report_files(args: argparse.Namespace) -> int:
             continue
         tcp, udp = _select(cap, args.port, args.host)
         if args.connection is not None:
-            problem = _missing_connection(cap, tcp, args.connection)
+            problem = _missing_connection(len(cap.tcp), any(c.index == args.connection for c in tcp),
+                                          args.connection)
             if problem:
                 print(f"sockinspect: {path}: {problem}", file=sys.stderr)
                 status = 2
                 continue
             tcp, udp = Selection(c for c in tcp if c.index == args.connection), Selection()
-        if args.json:
-            print(dumps(capture_document(cap, tcp, udp)))
-        elif args.csv:
+        if args.csv:
             print(csv_text(to_csv_rows(cap, tcp, udp), header=first_csv), end="")
             first_csv = False
         elif args.connection is not None:
@@ -392,15 +392,17 @@ def _report_files(args: argparse.Namespace) -> int:
 
 
 def _stream_file(path: str, args: argparse.Namespace) -> int:
-    """``analyze --jsonl`` of one file: each connection printed as soon as it is over."""
-    seen = [0]
+    """``analyze --jsonl`` of one file: each connection printed as soon as it is over (in
+    one process, unless --workers says otherwise)."""
+    seen, found = [0], [False]
 
     def out(conn: TcpConnection) -> None:
         seen[0] += 1
         if _wanted(conn, args.port, args.host) and args.connection in (None, conn.index):
+            found[0] = True
             print(dumps(line_of("tcp", path, tcp_to_dict(conn))))
 
-    cap = _analyze_file(path, max_inflation=args.max_inflation, on_connection=out)
+    cap = _analyze_file(path, workers=args.workers or 1, max_inflation=args.max_inflation, on_connection=out)
     if cap is None:
         return 2
     if args.connection is None:
@@ -408,20 +410,46 @@ def _stream_file(path: str, args: argparse.Namespace) -> int:
             if _wanted(flow, args.port, args.host):
                 print(dumps(line_of("udp", path, udp_to_dict(flow))))
     print(dumps(capture_line(cap, seen[0])))
-    if args.connection is not None and args.connection >= seen[0]:
-        count = f"it has {seen[0]}: 0..{seen[0] - 1}" if seen[0] else "the capture has no TCP connections"
-        print(f"sockinspect: {path}: no TCP connection #{args.connection} ({count})", file=sys.stderr)
+    return _report_missing(path, seen[0], found[0], args.connection)
+
+
+def _json_file(path: str, args: argparse.Namespace) -> int:
+    """``analyze --json`` of one file: each connection turned into JSON as soon as it is
+    over (far smaller than its record), the document printed at the end."""
+    seen, parts = [0], []
+
+    def out(conn: TcpConnection) -> None:
+        seen[0] += 1
+        if _wanted(conn, args.port, args.host) and args.connection in (None, conn.index):
+            parts.append((conn.index, dumps(tcp_to_dict(conn))))
+
+    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out)
+    if cap is None:
+        return 2
+    if _report_missing(path, seen[0], bool(parts), args.connection):
+        return 2
+    udp = [f for f in cap.udp if _wanted(f, args.port, args.host)] if args.connection is None else []
+    print(capture_json(cap, (text for _index, text in sorted(parts)), udp))
+    return 0
+
+
+def _report_missing(path: str, count: int, found: bool, index: int | None) -> int:
+    """2 (after saying why) when ``--connection index`` selected nothing, else 0."""
+    problem = None if index is None else _missing_connection(count, found, index)
+    if problem:
+        print(f"sockinspect: {path}: {problem}", file=sys.stderr)
         return 2
     return 0
 
 
-def _missing_connection(cap: Capture, selected: Selection[TcpConnection], index: int) -> str | None:
-    """Why ``--connection index`` shows nothing, or None when it is there."""
-    if not cap.tcp:
+def _missing_connection(count: int, selected: bool, index: int) -> str | None:
+    """Why ``--connection index`` shows nothing (``count``: the capture's connections;
+    ``selected``: whether --port/--host select it), or None when it is there."""
+    if not count:
         return f"no TCP connection #{index}: the capture has no TCP connections"
-    if index >= len(cap.tcp):
-        return f"no TCP connection #{index} (it has {len(cap.tcp)}: 0..{len(cap.tcp) - 1})"
-    if all(c.index != index for c in selected):
+    if index >= count:
+        return f"no TCP connection #{index} (it has {count}: 0..{count - 1})"
+    if not selected:
         return f"TCP connection #{index} is not among those --port/--host select"
     return None
 

@@ -25,11 +25,17 @@ def held_decimals_ms(ms: float) -> int:
     """Decimals of a value in ms that the sketch holds, never more: the largest d with
     10**-d ms >= the bucket width (3 below 1.024 ms, 2 to 8.191 ms, 1 to 65.535 ms,
     0 to 524.287 ms, then -1, ...)."""
-    width_ms = bucket_width_us(abs(int(ms * 1000))) / 1000
+    return _DECIMALS[max(abs(int(ms * 1000)).bit_length() - SIGNIFICANT_BITS, 0)]
+
+
+def _decimals(width_us: int) -> int:
     d = 3
-    while 10.0 ** -d < width_ms:
+    while 10.0 ** -d < width_us / 1000:
         d -= 1
     return d
+
+
+_DECIMALS = [_decimals(1 << drop) for drop in range(64)]  # by the bits a bucket drops
 
 
 @record

@@ -3,6 +3,7 @@ connection states. No I/O, no state."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -30,13 +31,14 @@ def duration_stats(row: list[int] | None, lo_ns: int, hi_ns: int) -> Stats:
     return Stats(count=n, min=lo, median=held(_median(row)), p95=held(row[S_P95]), max=hi)
 
 
-def size_edges(mss: int | None) -> list[tuple[str, int, int]]:
+@functools.lru_cache(maxsize=1024)
+def size_edges(mss: int | None) -> tuple[tuple[str, int, int], ...]:
     """Payload-size buckets relative to the MSS: 1-63 B, 64-511 B, 512 B to MSS-1, exactly
     MSS, above MSS (segmentation offload at the capture point); (label, lo, hi)."""
     if mss is None:
-        return [("1-63", 1, 63), ("64-511", 64, 511), ("512+", 512, 1 << 32)]
-    return [("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
-            (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32)]
+        return ("1-63", 1, 63), ("64-511", 64, 511), ("512+", 512, 1 << 32)
+    return (("1-63", 1, min(63, mss - 1)), ("64-511", 64, min(511, mss - 1)),
+            (f"512-{mss - 1}", 512, mss - 1), (f"={mss}", mss, mss), (f">{mss}", mss + 1, 1 << 32))
 
 
 def sizes(row: list[int] | None, mss: int | None) -> Sizes:

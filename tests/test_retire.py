@@ -201,3 +201,15 @@ def test_taking_histogram_entries_out_keeps_the_rest_findable():
         assert G[0][G_HIST_USED] == len(kept) == sum(1 for row in HT if row[1])
         for key, n in kept.items():
             assert HT[histograms.row_of(HT, key)] == [key, n]
+
+
+def test_json_made_as_connections_end_is_the_whole_document(capsys):
+    """analyze --json turns each connection into JSON as it ends; the document is the same
+    as from the records kept to the end (retired.pcap's first connection ends last)."""
+    from sockinspect._documents import capture_document, dumps
+
+    for path in [*EXAMPLES, RETIRED]:
+        assert main(["analyze", "--json", str(path)]) == 0
+        cap = analyze(path)
+        assert capsys.readouterr().out == dumps(capture_document(cap, cap.tcp, cap.udp)) + "\n"
+    assert analyze(RETIRED).tcp[0].client.port == 41000

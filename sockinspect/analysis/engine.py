@@ -8,6 +8,7 @@ what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit)
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable, Iterable
 
@@ -479,6 +480,7 @@ class Histograms:
 _NO_EDGES = [0, NONE] + [0] * (statistics.E_WIDTH - 2)
 
 
+@functools.lru_cache(maxsize=1024)
 def _edges(mss: int | None) -> list[int]:
     """A row of the bucket-edge table for payload sizes (see analysis.statistics)."""
     bounds = size_edges(mss)
