@@ -429,7 +429,10 @@ def _json_file(path: str, args: argparse.Namespace) -> int:
     if _report_missing(path, seen[0], bool(parts), args.connection):
         return 2
     udp = [f for f in cap.udp if _wanted(f, args.port, args.host)] if args.connection is None else []
-    print(capture_json(cap, (text for _index, text in sorted(parts)), udp))
+    parts.sort()
+    for piece in capture_json(cap, (text for _index, text in parts), udp):
+        sys.stdout.write(piece)
+    sys.stdout.write("\n")
     return 0
 
 

@@ -16,7 +16,7 @@ JSON Schema (``_schema.py``). Pure: records in, dicts out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
@@ -185,11 +185,15 @@ def capture_document(cap: Capture, tcp: Iterable[TcpConnection], udp: Iterable[U
     }
 
 
-def capture_json(cap: Capture, tcp_json: Iterable[str], udp: Iterable[UdpFlow]) -> str:
-    """``dumps(capture_document(...))`` with the connections given already as JSON (``dumps``
-    of ``tcp_to_dict``): a line of JSON keeps a fraction of a record's memory."""
+def capture_json(cap: Capture, tcp_json: Iterable[str], udp: Iterable[UdpFlow]) -> Iterator[str]:
+    """``dumps(capture_document(...))`` in pieces, with the connections given already as
+    JSON (``dumps`` of ``tcp_to_dict``): a line of JSON keeps a fraction of a record's
+    memory, and the pieces are written without joining them first."""
     head, tail = dumps(capture_document(cap, (), udp)).split(',"tcp":[],', 1)  # quotes in strings are escaped
-    return f'{head},"tcp":[{",".join(tcp_json)}],{tail}'
+    yield head + ',"tcp":['
+    for k, text in enumerate(tcp_json):
+        yield "," + text if k else text
+    yield "]," + tail
 
 
 def line_of(record: str, file: str, body: dict[str, Any]) -> dict[str, Any]:
