@@ -76,6 +76,32 @@ def test_compiled_kernels_give_the_records_python_gives():
     assert not differ, f"compiled and Python records differ on {differ}"
 
 
+MISSED_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import numba
+from test_engine import records
+for name in sys.argv[2:]:
+    records(Path(name), True, [])
+print(" ".join(sorted({f"{a}" for m, module in list(sys.modules.items()) if m.startswith("sockinspect")
+                      for a, d in vars(module).items()
+                      if isinstance(d, numba.core.registry.CPUDispatcher) and sum(d.stats.cache_misses.values())})))
+"""
+
+
+@pytest.mark.skipif(not jit.available(), reason="numba is not installed")
+def test_the_set_up_compiles_every_kernel_a_run_needs(tmp_path):
+    """numba compiles a kernel for its arguments' types: a kernel the warm-up never ran, or
+    ran with other types, would compile during a student's first large analysis."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "sockinspect.analysis"], env=env, check=True, capture_output=True,
+                   timeout=600)
+    done = subprocess.run([sys.executable, "-c", MISSED_RUN, str(ROOT / "tests"), *map(str, CAPTURES)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == [], "compiled during the run, not by the set-up"
+
 
 def test_the_cache_key_covers_every_file_the_compiled_kernels_depend_on():
     """numba bakes in the constants a kernel reads: a change to any of these must

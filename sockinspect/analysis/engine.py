@@ -56,6 +56,7 @@ from .tables import (
 
 CHUNK_PACKETS = 1 << 16
 RETIRE_BATCH = 4096  # connections whose records are made at once (they wait in their rows)
+SCAN_EVERY_NS = 125_000_000  # of capture time: how late a connection may be found over (see .tcp)
 _NO_OPTIONS = (NONE, NONE, 0, 0)
 
 
@@ -105,6 +106,7 @@ class Engine:
         # What the events add up to, per sender row (d).
         self.stalls: dict[int, list[Stall]] = {}
         self._retiring: list[int] = []
+        self._scanned_at = NO_MAX  # the clock when expired connections were last looked for
         self.on_connection = on_connection
         self.connections: list[TcpConnection] = []
         self._names: list[str] = []  # by address id
@@ -140,7 +142,10 @@ class Engine:
             self._drain()
             if i < n:
                 self._make_room()
-        self._expire(everything=False)
+        clock = int(self.G[0][G_CLOCK])
+        if clock - self._scanned_at >= SCAN_EVERY_NS:  # not every block: the scan reads every row
+            self._scanned_at = clock
+            self._expire(everything=False)
         i = 0
         while i < n:
             i = udp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen,
@@ -272,8 +277,7 @@ class Engine:
         """The end of the capture: every connection retires. Returns the connections (unless
         ``on_connection`` took them) and flows, in order of their first packets."""
         self._expire(everything=True)
-        if self._retiring:
-            self._retire()
+        self._retire()
         hist = Histograms(self.HT, self.compiled, lambda d: None)  # what is left is UDP's
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
         vlans = self._vlan_names()
@@ -290,6 +294,7 @@ class Engine:
             del self._retiring[:RETIRE_BATCH]
 
     def _records(self, slots: list[int]) -> None:
+        """The records of the connections in rows ``slots``, to on_connection or kept."""
         c = self.compiled
         for slot in slots:
             self.C[slot][tcp.C_LIVE] = tcp.RECORDING

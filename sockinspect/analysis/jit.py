@@ -81,18 +81,31 @@ def compile_kernels() -> None:
 
 
 def warm_up() -> Path:
-    """Compile the kernels into the cache (by running the engine on a few packets of
-    each kind) and mark it ready; returns the cache's folder."""
-    from .._decode import TCP, UDP, Packet
+    """Compile the kernels into the cache and mark it ready; returns the cache's folder.
+    numba compiles a kernel for the types of its arguments, so this runs what a real
+    run does: a small pcap file through the file kernels (and its packets through
+    ``Engine.feed``), with data, ACK delays, a stall, a reply, a close and UDP."""
+    import tempfile
+
+    from .._analyze import _analyze
+    from .._decode import Decoder, Packet
+    from .._read import CaptureReader
     from .engine import Engine
+    from .sample import sample_pcap
+    from .tables import G_HIST_USED
 
     folder = _cache_dir()
     folder.mkdir(parents=True, exist_ok=True)  # before 30 s of compiling: fails at once when it cannot
-    engine = Engine(compiled=True)  # numba compiles each kernel with all it calls, whatever the data
-    addr = b"\x7f\x00\x00\x01"
-    engine.feed([Packet(1, 0, 60, (), addr, addr, TCP, 1, 2, 0, 0, 0x02, 1, 0, b""),
-                 Packet(2, 0, 60, (), addr, addr, UDP, 1, 2, 0, 0, 0, 0, 1, b"")])
-    engine.finish()
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "sample.pcap"
+        path.write_bytes(sample_pcap())
+        _analyze(path, CaptureReader(path), None, (0, 1), compiled=True)
+        decoder = Decoder()
+        engine = Engine(compiled=True)
+        engine.feed(p for n, f in enumerate(CaptureReader(path), 1) if type(p := decoder.decode(f, n)) is Packet)
+        engine.finish()
+        engine.G[0][G_HIST_USED] = len(engine.HT)  # as full as a capture makes it: the table doubles
+        engine._make_room()
     (folder / READY_MARK).write_text("compiled by python -m sockinspect.analysis\n")
     return folder
 
