@@ -4,7 +4,11 @@ rules that find them are the engine's (sockinspect.analysis.acks states them).""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ._record import record
+
+NagleVerdict = Literal["on", "off", "unknown"]
 
 # An ACK log entry: (ACK packet, first and last covered data packet, segments covered,
 # delay from the last one in ns, all sent once, ends exactly at the last data byte (not
@@ -69,7 +73,7 @@ class NagleEvidence:
 MIN_EVIDENCE = 2  # one case either way can be an ACK missing from the capture, or chance
 
 
-def nagle_verdict(e: NagleEvidence) -> str:
+def nagle_verdict(e: NagleEvidence) -> NagleVerdict:
     """``on``, ``off`` or ``unknown`` from the counted evidence, never a guess."""
     on, off = e.held_until_ack, e.small_while_small_unacked
     if off >= MIN_EVIDENCE and not on:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 
 from ._delays import bucket_width_us, held_decimals_ms
-from ._model import Sizes, Stats
+from ._model import ConnState, Sizes, Stats
 from .analysis.statistics import S_BUCKETS, S_COUNT, S_MAX, S_MEDIAN_HI, S_MEDIAN_LO, S_MIN, S_OVER, S_P95, S_SUB
 from .analysis.zeek import CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT, SYN_SENT
 
@@ -69,7 +69,7 @@ def stats_from_values(values: Sequence[float]) -> Stats:
 _RSTOS0_HISTORY = re.compile(r"\^?S[^HAFGIQ]*R")
 
 
-def conn_state(*, orig: int, resp: int, orig_bytes: int, resp_bytes: int, history: str) -> str:
+def conn_state(*, orig: int, resp: int, orig_bytes: int, resp_bytes: int, history: str) -> ConnState:
     """Zeek's conn_state() (base/protocols/conn/main.zeek) from the two endpoint states:
     ``orig`` the client's, ``resp`` the server's; bytes are payload bytes; ``history``
     is the connection's Zeek history string (RSTOS0 needs a SYN then a RST in it)."""

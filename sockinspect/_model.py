@@ -8,10 +8,14 @@ rendering, documented in docs/json.md.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from ._delays import NagleEvidence, Stall
+from ._delays import NagleEvidence, NagleVerdict, Stall
 from ._record import record
+
+# Zeek's conn_state (sockinspect._metrics.CONN_STATES says what each means).
+ConnState = Literal["S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"]
+Side = Literal["client", "server"]
 
 
 def ms(ns: int | None) -> float | None:
@@ -127,7 +131,7 @@ class Direction:
     zero_windows: int = 0  # segments this side sent announcing a zero receive window (tshark's rule)
     zero_window_ns_total: int = 0  # time this side's receive window stayed at zero
     window_full: int = 0  # data segments that filled the peer's announced window (tshark's rule)
-    nagle: str = "unknown"  # "on", "off" or "unknown": the sender's Nagle algorithm
+    nagle: NagleVerdict = "unknown"  # the sender's Nagle algorithm
     nagle_evidence: NagleEvidence = field(default_factory=NagleEvidence)
     ack_delay_ms: Stats = field(default_factory=Stats)  # data segment -> first ACK covering it
     delayed_acks: int = 0  # ACKs of this direction's data held by the receiver's delayed-ACK timer
@@ -186,8 +190,8 @@ class TcpConnection:
     handshake: Handshake
     c2s: Direction
     s2c: Direction
-    state: str  # Zeek conn_state: S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH
-    closed_by: str | None  # "client", "server" or None: who sent the first FIN or RST
+    state: ConnState  # Zeek's conn_state
+    closed_by: Side | None  # who sent the first FIN or RST (None: neither did)
     first_ts_ns: int | None
     last_ts_ns: int | None
     first_packet: int

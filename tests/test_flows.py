@@ -481,3 +481,16 @@ def test_history_letters(tmp_path):
     resent = frames[:4] + [frames[3]] * 10 + frames[4:]  # the request sent 11 times: T at 1 and 10
     assert analyze_frames(tmp_path, resent).tcp.only().history == "ShADTTdFf"
     assert to_dict(analyze(tmp_path / "t.pcap"), [conn], [])["tcp"][0]["history"] == "ShADdFf"
+
+
+def test_the_record_types_name_every_value_the_analysis_gives():
+    """ConnState, NagleVerdict and Side are the Literal types of the records' fields."""
+    from typing import get_args
+
+    from sockinspect._delays import NagleEvidence, NagleVerdict, nagle_verdict
+    from sockinspect._metrics import CONN_STATES
+    from sockinspect._model import ConnState
+
+    assert set(get_args(ConnState)) == set(CONN_STATES)
+    verdicts = {nagle_verdict(NagleEvidence(5, on, off)) for on in range(6) for off in range(6)}
+    assert verdicts == set(get_args(NagleVerdict))
