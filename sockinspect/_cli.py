@@ -461,9 +461,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(args.files) < 2:
         print("sockinspect analyze: error: --compare needs two or more capture files", file=sys.stderr)
         return 2
-    if args.connection is not None:
-        print("sockinspect analyze: error: --compare and --connection do not go together", file=sys.stderr)
-        return 2
+    for option, given in (("--connection", args.connection is not None), ("--jsonl", args.jsonl)):
+        if given:
+            print(f"sockinspect analyze: error: --compare and {option} do not go together", file=sys.stderr)
+            return 2
     caps = []
     for path in args.files:
         cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)

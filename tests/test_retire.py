@@ -213,3 +213,10 @@ def test_json_made_as_connections_end_is_the_whole_document(capsys):
         cap = analyze(path)
         assert capsys.readouterr().out == dumps(capture_document(cap, cap.tcp, cap.udp)) + "\n"
     assert analyze(RETIRED).tcp[0].client.port == 41000
+
+
+@pytest.mark.parametrize("option", [["--jsonl"], ["--connection", "0"]])
+def test_compare_refuses_what_it_cannot_show(capsys, option):
+    assert main(["analyze", "--compare", str(EXAMPLES[0]), str(EXAMPLES[1]), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sockinspect analyze: error: --compare and {option[0]} do not go together"

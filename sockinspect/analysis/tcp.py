@@ -11,9 +11,9 @@ connection that has closed (both FINs acknowledged) and then been quiet for
 ``CLOSED_QUIET_NS`` of capture time, or ended otherwise (a RST, or FINs not
 both acknowledged) and been quiet for ``ENDED_QUIET_NS``, is over: its next
 packet starts another, and :func:`expire` retires it, so that memory follows
-the connections open at once. A retired connection goes out as an EV_RETIRE event; Python makes its
-record and then :func:`release_recorded` frees its rows. The
-client is the SYN sender (or, mid-stream, a guess from the ports: marked
+the connections open at once. A retired connection goes out as an EV_RETIRE
+event; Python makes its record, then :func:`release_recorded` frees its rows.
+The client is the SYN sender (or, mid-stream, a guess from the ports: marked
 inferred). Rows: ``C`` per connection (columns ``C_*``, then Zeek's from
 ``Z_BASE``), ``D`` per side (``D_*``, row 2 x connection + side, side 0 the
 first sender), ``T`` per sender (acks.T_*).
