@@ -287,6 +287,11 @@ def _select(cap: Capture, ports: list[int] | None, hosts: list[str] | None
             Selection(f for f in cap.udp if _wanted(f, ports, hosts)))
 
 
+def _selected(conn: TcpConnection, args: argparse.Namespace) -> bool:
+    """Whether --port, --host and --connection select this connection."""
+    return _wanted(conn, args.port, args.host) and args.connection in (None, conn.index)
+
+
 def _wanted(item: TcpConnection | UdpFlow, ports: list[int] | None, hosts: list[str] | None) -> bool:
     """Whether --port and --host select this connection or flow."""
     ends = (item.client, item.server) if isinstance(item, TcpConnection) else (item.a, item.b)
@@ -398,7 +403,7 @@ def _stream_file(path: str, args: argparse.Namespace) -> int:
 
     def out(conn: TcpConnection) -> None:
         seen[0] += 1
-        if _wanted(conn, args.port, args.host) and args.connection in (None, conn.index):
+        if _selected(conn, args):
             found[0] = True
             print(dumps(line_of("tcp", path, tcp_to_dict(conn))))
 
@@ -420,7 +425,7 @@ def _json_file(path: str, args: argparse.Namespace) -> int:
 
     def out(conn: TcpConnection) -> None:
         seen[0] += 1
-        if _wanted(conn, args.port, args.host) and args.connection in (None, conn.index):
+        if _selected(conn, args):
             parts.append((conn.index, dumps(tcp_to_dict(conn))))
 
     cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out)

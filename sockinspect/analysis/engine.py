@@ -281,10 +281,11 @@ class Engine:
         hist = Histograms(self.HT, self.compiled, lambda d: None)  # what is left is UDP's
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
         vlans = self._vlan_names()
+        names = self._address_names()
         tcp_records = sorted(self.connections, key=lambda c: c.index)
         self.connections = []
         return (Selection(tcp_records),
-                Selection(self._flow(k, u, hist, vlans) for k, u in enumerate(udp_rows)))
+                Selection(self._flow(k, u, hist, names, vlans) for k, u in enumerate(udp_rows)))
 
     def _retire(self) -> None:
         """Make the records of the connections that retired, RETIRE_BATCH at a time (memory
@@ -422,8 +423,7 @@ class Engine:
             stall_ns_total=t[acks.T_STALL_NS],
         )
 
-    def _flow(self, slot: int, u: list[int], hist: Histograms, vlans: dict) -> UdpFlow:
-        names = self._address_names()
+    def _flow(self, slot: int, u: list[int], hist: Histograms, names: list[str], vlans: dict) -> UdpFlow:
         return UdpFlow(
             index=slot,
             a=Endpoint(names[u[udp.U_A0]], u[udp.U_P0]),
@@ -454,9 +454,6 @@ class Histograms:
             groups = keys >> histograms.ID_SHIFT
             starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(rows) else np.zeros(0, np.int64)
             ends = np.r_[starts[1:], len(rows)].astype(np.int64)
-            codes = keys & histograms.CODE_MASK
-            values = np.where(groups >> (histograms.KIND_SHIFT - histograms.ID_SHIFT) == H_SIZE, codes,
-                              histograms.decode_durations(codes))
             firsts = groups[starts].tolist()
         else:
             rows = sorted(row for row in HT if row[HIST_COUNT])
@@ -464,9 +461,8 @@ class Histograms:
             starts = [k for k in range(len(keys)) if not k or keys[k] >> histograms.ID_SHIFT
                       != keys[k - 1] >> histograms.ID_SHIFT]
             ends = [*starts[1:], len(keys)]
-            values = [key & histograms.CODE_MASK if key >> histograms.KIND_SHIFT == H_SIZE
-                      else histograms.decode_durations([key & histograms.CODE_MASK])[0] for key in keys]
             firsts = [keys[k] >> histograms.ID_SHIFT for k in starts]
+        values = histograms.values_of(keys)
         shift = histograms.KIND_SHIFT - histograms.ID_SHIFT
         groups = [(g >> shift, g & histograms.ID_MASK) for g in firsts]
         edges = [_edges(size_mss(ident)) if kind == H_SIZE else _NO_EDGES for kind, ident in groups]

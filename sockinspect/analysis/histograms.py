@@ -74,22 +74,28 @@ def duration(HT, G, kind, ident, ns):  # noqa: ANN001, ANN201
     while rest >> bits:
         bits += 1
     shift = max(bits - SIGNIFICANT_BITS, 0)
-    code = (shift << SIGNIFICANT_BITS) | ((us if us >= 0 else -us) >> shift)
+    code = (shift << SIGNIFICANT_BITS) | (rest >> shift)
     add(HT, G, kind, ident, CODE_ZERO + code if us >= 0 else CODE_ZERO - code, 1)
 
 
-def decode_durations(codes):  # noqa: ANN001, ANN201
-    """The bucket values (us) of duration codes: ints, or an int64 array."""
-    if isinstance(codes, list):
-        return [_decode(c) for c in codes]
+def values_of(keys):  # noqa: ANN001, ANN201
+    """The values of histogram keys (a list of ints, or an int64 array): a payload size
+    as it is, a duration as its bucket in microseconds."""
+    if isinstance(keys, list):
+        return [_value(key) for key in keys]
     import numpy as np
 
+    codes = keys & CODE_MASK
     signed = codes - CODE_ZERO
     magnitude = np.abs(signed)
-    return np.sign(signed) * ((magnitude & MANTISSA) << (magnitude >> SIGNIFICANT_BITS))
+    durations = np.sign(signed) * ((magnitude & MANTISSA) << (magnitude >> SIGNIFICANT_BITS))
+    return np.where(keys >> KIND_SHIFT == H_SIZE, codes, durations)
 
 
-def _decode(code: int) -> int:
+def _value(key: int) -> int:
+    code = key & CODE_MASK
+    if key >> KIND_SHIFT == H_SIZE:
+        return code
     signed = code - CODE_ZERO
     magnitude = abs(signed)
     value = (magnitude & MANTISSA) << (magnitude >> SIGNIFICANT_BITS)

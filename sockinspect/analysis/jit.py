@@ -90,9 +90,10 @@ def warm_up() -> Path:
     from .._analyze import _analyze
     from .._decode import Decoder, Packet
     from .._read import CaptureReader
+    from . import histograms
     from .engine import Engine
     from .sample import sample_pcap
-    from .tables import G_HIST_USED
+    from .tables import HIST_WIDTH, new_table
 
     folder = _cache_dir()
     folder.mkdir(parents=True, exist_ok=True)  # before 30 s of compiling: fails at once when it cannot
@@ -104,8 +105,7 @@ def warm_up() -> Path:
         engine = Engine(compiled=True)
         engine.feed(p for n, f in enumerate(CaptureReader(path), 1) if type(p := decoder.decode(f, n)) is Packet)
         engine.finish()
-        engine.G[0][G_HIST_USED] = len(engine.HT)  # as full as a capture makes it: the table doubles
-        engine._make_room()
+        histograms.rehash(engine.HT, new_table(2 * len(engine.HT), HIST_WIDTH, True), engine.G)  # the table doubling
     (folder / READY_MARK).write_text("compiled by python -m sockinspect.analysis\n")
     return folder
 
