@@ -6,6 +6,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,16 +120,18 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
     engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled,
                     on_connection=on_connection)
     tally = _Tally()
-    if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
-        from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures
+    with _Interrupt() as interrupt:
+        if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
+            from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures
 
-        for block in pcap_blocks(reader, decoder, engine, share):
-            engine.feed_columns(block.columns)
-            tally.block(block)
-            if progress is not None:
-                progress(reader.position(), reader.size)
-    else:
-        _frames(reader, decoder, engine, tally, progress)
+            for block in pcap_blocks(reader, decoder, engine, share):
+                engine.feed_columns(block.columns)
+                tally.block(block)
+                interrupt.check()
+                if progress is not None:
+                    progress(reader.position(), reader.size)
+        else:
+            _frames(reader, decoder, engine, tally, progress, interrupt)
     if progress is not None:
         progress(reader.size, reader.size)  # reading done; the connections are put together next
     tcp, udp = engine.finish()
@@ -183,8 +186,36 @@ class _Tally:
             self.defect(number, defect)
 
 
+class _Interrupt:
+    """Ctrl-C during the reading, raised at the next block or progress point even when C
+    code it arrived in cleared the KeyboardInterrupt (numba typing a kernel's arguments
+    does): the handler also leaves a flag. Only in the main thread, over Python's own handler."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous = None
+
+    def __enter__(self) -> _Interrupt:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.pending = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def _frames(reader: CaptureReader, decoder: Decoder, engine: Engine, tally: _Tally,
-            progress: Progress | None) -> None:
+            progress: Progress | None, interrupt: _Interrupt) -> None:
     """Frame by frame, through the general decoder (pcapng, compressed input, small captures)."""
     decode = decoder.decode
     chunk: list = []
@@ -206,8 +237,10 @@ def _frames(reader: CaptureReader, decoder: Decoder, engine: Engine, tally: _Tal
             if len(chunk) == CHUNK_PACKETS:
                 engine.feed_chunk(chunk)
                 chunk.clear()
-        if progress is not None and not number % PROGRESS_EVERY:
-            progress(reader.position(), reader.size)
+        if not number % PROGRESS_EVERY:
+            interrupt.check()
+            if progress is not None:
+                progress(reader.position(), reader.size)
     engine.feed_chunk(chunk)
     tally.packets = number
     tally.time(first_ts, last_ts)
