@@ -17,7 +17,7 @@ from .._delays import NagleEvidence, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
 from .._metrics import conn_state, duration_stats, size_edges, sizes
 from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
-from . import acks, fastpath, histograms, jit, statistics, tcp, udp, zeek
+from . import acks, fastpath, histograms, jit, keys, statistics, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
     EV_RETIRE,
@@ -97,11 +97,11 @@ class Engine:
         self.EV = new_table(CHUNK_PACKETS * 2 if c else 256, EV_WIDTH, c)  # drained after every chunk
         # Addresses by id when packets come as columns from the pcap kernels (.pcapfile):
         # (family, high 64 bits, low 64 bits) -> id, and a row of A per id.
-        self.addr_ids = _dict(c, 3)
+        self.addr_ids = keys.new_keys(3, c)
         self.A = new_table(1024, fastpath.A_WIDTH, c)
         self.AG = new_table(1, 1, c)
-        self.tcp_keys, self.tcp_waiting = _dict(c, 5), _dict(c, 4)
-        self.udp_keys, self.udp_waiting = _dict(c, 5), _dict(c, 4)
+        self.tcp_keys, self.tcp_waiting = keys.new_keys(5, c), keys.new_keys(4, c)
+        self.udp_keys, self.udp_waiting = keys.new_keys(5, c), keys.new_keys(4, c)
         self.HT = new_table(1 << 16 if c else 64, HIST_WIDTH, c)
         # What the events add up to, per sender row (d).
         self.stalls: dict[int, list[Stall]] = {}
@@ -176,20 +176,24 @@ class Engine:
         return tuple(np.asarray(c, dtype=np.int64) for c in cols)
 
     def grow_addresses(self) -> None:
-        self.A = grow(self.A, len(self.A), fastpath.A_WIDTH, self.compiled)
+        """Make room for more addresses (the kernel that stopped needed it)."""
+        if self.AG[0][0] == len(self.A):
+            self.A = grow(self.A, len(self.A), fastpath.A_WIDTH, self.compiled)
+        if keys.full(self.addr_ids):
+            self.addr_ids = keys.grown(self.addr_ids, self.compiled)
 
     def put_packet(self, cols: list, i: int, pkt: Packet) -> None:
         """Row ``i`` of packet columns (from .pcapfile) from what the general decoder made."""
         (_number, _ts, _wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
          options) = pkt
-        ids = self.addr_ids
         for column, addr in ((5, src), (6, dst)):
             key = _address_key(addr)
-            found = ids.get(key)
-            if found is None:
-                if self.AG[0][0] == len(self.A):
+            found = keys.get(self.addr_ids, key)
+            if found == NONE:
+                if self.AG[0][0] == len(self.A) or keys.full(self.addr_ids):
                     self.grow_addresses()
-                found = ids[key] = int(self.AG[0][0])
+                found = int(self.AG[0][0])
+                keys.put(self.addr_ids, key, found)
                 self.A[found] = key
                 self.AG[0][0] += 1
             cols[column][i] = found
@@ -223,6 +227,9 @@ class Engine:
             g[G_CONN_FREE] = rows
         if g[G_UDP] >= len(self.U):
             self.U = grow(self.U, len(self.U), udp.U_WIDTH, c)
+        for name in ("tcp_keys", "tcp_waiting", "udp_keys", "udp_waiting"):
+            if keys.full(getattr(self, name)):
+                setattr(self, name, keys.grown(getattr(self, name), c))
         if g[G_SEG_FREE] == NONE:
             rows = len(self.P)
             self.P = grow(self.P, rows, SEG_WIDTH, c)
@@ -489,15 +496,6 @@ def _edges(mss: int | None) -> list[int]:
     for _label, lo, hi in bounds:
         row += [lo, hi]
     return row + [0] * (statistics.E_WIDTH - len(row))
-
-
-def _dict(compiled: bool, width: int):  # noqa: ANN202
-    """A key table for the kernels: tuples of ``width`` ints -> row."""
-    if not compiled:
-        return {}
-    from numba import typed, types
-
-    return typed.Dict.empty(key_type=types.UniTuple(types.int64, width), value_type=types.int64)
 
 
 def _rows(table, count: int, compiled: bool) -> list[list[int]]:  # noqa: ANN001

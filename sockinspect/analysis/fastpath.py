@@ -10,6 +10,7 @@ fills the same columns: the rules for lengths are the same (see its docstring).
 
 from __future__ import annotations
 
+from . import keys
 from .jit import kernel
 from .tables import NONE
 
@@ -190,14 +191,15 @@ def be64(buf, i):  # noqa: ANN001, ANN201
 
 @kernel
 def address(addr_ids, A, G, family, hi, lo):  # noqa: ANN001, ANN201
-    """The id of an address; NONE when the address table A is full."""
+    """The id of an address; NONE when the address table A (or its key table) is full."""
     key = (family, hi, lo)
-    if key in addr_ids:
-        return addr_ids[key]
+    found = keys.get(addr_ids, key)
+    if found != NONE:
+        return found
     n = G[0][0]
-    if n == len(A):
+    if n == len(A) or keys.full(addr_ids):
         return NONE
-    addr_ids[key] = n
+    keys.put(addr_ids, key, n)
     A[n][A_FAMILY], A[n][A_HI], A[n][A_LO] = family, hi, lo
     G[0][0] = n + 1
     return n

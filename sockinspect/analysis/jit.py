@@ -90,7 +90,7 @@ def warm_up() -> Path:
     from .._analyze import _analyze
     from .._decode import Decoder, Packet
     from .._read import CaptureReader
-    from . import histograms
+    from . import histograms, keys
     from .engine import Engine
     from .sample import sample_pcap
     from .tables import HIST_WIDTH, new_table
@@ -105,7 +105,8 @@ def warm_up() -> Path:
         engine = Engine(compiled=True)
         engine.feed(p for n, f in enumerate(CaptureReader(path), 1) if type(p := decoder.decode(f, n)) is Packet)
         engine.finish()
-        histograms.rehash(engine.HT, new_table(2 * len(engine.HT), HIST_WIDTH, True), engine.G)  # the table doubling
+        histograms.rehash(engine.HT, new_table(2 * len(engine.HT), HIST_WIDTH, True), engine.G)  # the tables doubling
+        keys.grown(engine.tcp_keys, True)
     (folder / READY_MARK).write_text("compiled by python -m sockinspect.analysis\n")
     return folder
 

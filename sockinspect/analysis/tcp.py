@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .. import _linux
 from .._linux import TIMESTAMP_OPTION_BYTES
-from . import acks, histograms, zeek
+from . import acks, histograms, keys, zeek
 from .jit import kernel
 from .tables import (
     EV_RETIRE,
@@ -83,7 +83,8 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
             continue
         g = G[0]
         if (g[G_CONN_FREE] == NONE or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
-                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(HT)):
+                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(HT)
+                or keys.full(by_key) or keys.full(half_open)):
             return i
         if has_ts[i] and ts[i] > g[G_CLOCK]:
             g[G_CLOCK] = ts[i]
@@ -108,24 +109,16 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
 
 
 @kernel
-def get(table, key):  # noqa: ANN001, ANN201
-    """``table[key]``, NONE when absent (a typed dict's .get gives an optional)."""
-    if key in table:
-        return table[key]
-    return NONE
-
-
-@kernel
 def lookup(by_key, half_open, C, key, vlan):  # noqa: ANN001, ANN201
     """The connection of a packet with directional ``key``: by the key, else the
     connection that waits for its first reverse packet (on its own VLAN if one
     does, else the last one), since routers on a stick put the two directions of
     one connection on different VLANs. NONE: a new connection."""
-    found = get(by_key, key)
+    found = keys.get(by_key, key)
     if found != NONE:
         return found
     reverse = (key[3], key[4], key[1], key[2])
-    head = get(half_open, reverse)
+    head = keys.get(half_open, reverse)
     if head == NONE:
         return NONE
     found = k = head
@@ -136,7 +129,7 @@ def lookup(by_key, half_open, C, key, vlan):  # noqa: ANN001, ANN201
         found = k
         k = C[k][C_WAIT_NEXT]
     unwait(half_open, C, reverse, found)
-    by_key[key] = found
+    keys.put(by_key, key, found)
     C[found][C_VLAN1] = vlan
     return found
 
@@ -145,7 +138,7 @@ def lookup(by_key, half_open, C, key, vlan):  # noqa: ANN001, ANN201
 def unwait(half_open, C, wkey, slot):  # noqa: ANN001, ANN201
     """Take ``slot`` off the list of connections waiting under ``wkey``."""
     prev = NONE
-    k = get(half_open, wkey)
+    k = keys.get(half_open, wkey)
     while k != NONE and k != slot:
         prev = k
         k = C[k][C_WAIT_NEXT]
@@ -154,9 +147,9 @@ def unwait(half_open, C, wkey, slot):  # noqa: ANN001, ANN201
     after = C[k][C_WAIT_NEXT]
     if prev == NONE:
         if after == NONE:
-            half_open.pop(wkey)
+            keys.pop(half_open, wkey)
         else:
-            half_open[wkey] = after
+            keys.put(half_open, wkey, after)
     else:
         C[prev][C_WAIT_NEXT] = after
     C[k][C_WAIT_NEXT] = NONE
@@ -167,7 +160,7 @@ def unwait(half_open, C, wkey, slot):  # noqa: ANN001, ANN201
 def new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, has_ts):  # noqa: ANN001, ANN201
     """A connection whose first packet is ``i``, registered under ``key`` (retiring
     any older connection there), in a free row."""
-    old = get(by_key, key)
+    old = keys.get(by_key, key)
     if old != NONE:
         retire(by_key, half_open, C, HT, G, EV, old)
     slot = G[0][G_CONN_FREE]
@@ -205,11 +198,11 @@ def new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, ha
 def register(by_key, half_open, C, key, slot):  # noqa: ANN001, ANN201
     """File row ``slot`` (a connection, or a UDP flow: the same key columns) under its
     first packet's ``key``, and as waiting for its first reverse packet."""
-    by_key[key] = slot
+    keys.put(by_key, key, slot)
     wkey = (key[1], key[2], key[3], key[4])
-    head = get(half_open, wkey)
+    head = keys.get(half_open, wkey)
     if head == NONE:
-        half_open[wkey] = slot
+        keys.put(half_open, wkey, slot)
     else:
         while C[head][C_WAIT_NEXT] != NONE:
             head = C[head][C_WAIT_NEXT]
@@ -222,12 +215,12 @@ def drop(by_key, half_open, C, old):  # noqa: ANN001, ANN201
     """Forget connection ``old``'s keys: a new connection took its place."""
     c = C[old]
     key = (c[C_VLAN0], c[C_A0], c[C_P0], c[C_A1], c[C_P1])
-    if get(by_key, key) == old:
-        by_key.pop(key)
+    if keys.get(by_key, key) == old:
+        keys.pop(by_key, key)
     if c[C_VLAN1] != NONE:
         reverse = (c[C_VLAN1], c[C_A1], c[C_P1], c[C_A0], c[C_P0])
-        if get(by_key, reverse) == old:
-            by_key.pop(reverse)
+        if keys.get(by_key, reverse) == old:
+            keys.pop(by_key, reverse)
     if c[C_WAITING]:
         unwait(half_open, C, (c[C_A0], c[C_P0], c[C_A1], c[C_P1]), old)
 

@@ -4,7 +4,7 @@ by the next one back gives a round-trip time."""
 
 from __future__ import annotations
 
-from . import histograms, tcp
+from . import histograms, keys, tcp
 from .jit import kernel
 from .tables import G_EVENTS, G_HIST_USED, G_UDP, H_UDP_RTT, NO_MAX, NO_MIN, NONE
 
@@ -27,7 +27,8 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
         if proto[i] != UDP:
             continue
         g = G[0]
-        if g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT):
+        if (g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT)
+                or keys.full(by_key) or keys.full(half_open)):
             return i
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
         slot = tcp.lookup(by_key, half_open, U, key, vlan[i])
