@@ -38,7 +38,9 @@ from ._documents import (
     udp_to_dict,
 )
 from ._lab import lab_answers
+from ._ladder import COLLAPSE_MIN, MIN_WIDTH, ladder
 from ._model import Capture, Selection, TcpConnection, UdpFlow
+from ._packets import connection_packets
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
 from ._run import (
@@ -57,6 +59,8 @@ from ._run import (
 from ._scenarios import SCENARIOS, Options
 from ._schema import for_document
 from ._schema import load as load_schema
+from ._syscalls import STRACE_ARGS, of_connection
+from ._syscalls import parse as parse_syscalls
 from .analysis import jit
 from .errors import SockinspectError, UsageError
 
@@ -128,6 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{INFLATION_ALLOWANCE >> 20} MiB: a decompression bomb (default {MAX_INFLATION}; 0: no limit)")
     an.set_defaults(run=_cmd_analyze)
 
+    ld = sub.add_parser(
+        "ladder",
+        help="draw one TCP connection as a ladder diagram, with delayed ACKs, stalls and retransmissions marked",
+        description="Draw TCP connection N of a capture as a sequence diagram: the client on the left, the "
+        "server on the right, an arrow per packet (flags, relative seq and ack, window, length, time since "
+        "the first packet and since the previous one), and in the margin what the analysis found: the "
+        "handshake RTT, delayed ACKs, stalls, retransmissions, zero windows, who closed first.",
+    )
+    ld.add_argument("file", metavar="FILE", help="capture file (pcap, pcapng, optionally gzip)")
+    ld.add_argument("--connection", type=_index, default=0, metavar="N",
+                    help="the connection (the # column of analyze; default 0)")
+    ld.add_argument("--width", type=_whole(MIN_WIDTH, "a width", "the ladder needs at least {minimum} columns, "
+                                           "got {value}"),
+                    help="columns (default: the terminal's, else 80)")
+    ld.add_argument("--ascii", action="store_true", help="ASCII arrows only (for terminals without Unicode)")
+    ld.add_argument("--syscalls", type=Path, action="append", metavar="TRACE",
+                    help="set the programs' socket calls beside the packets, from an strace log "
+                    f"(strace {' '.join(STRACE_ARGS[:-2])} -o TRACE PROGRAM; or the one run-and-capture "
+                    "--syscalls saves); repeatable, one per program")
+    ld.add_argument("--all", action="store_true",
+                    help=f"every packet (default: runs of {COLLAPSE_MIN} or more unremarkable packets, as in a "
+                    "bulk transfer, are one line)")
+    ld.set_defaults(run=_cmd_ladder)
+
     ck = sub.add_parser(
         "check",
         help="check rules against every selected connection (exit 1 when one fails)",
@@ -186,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--messages", type=_positive, help="udp-vs-tcp: messages (default 10)")
     rc.add_argument("--size", type=_size, help="file: bytes of random data (default 4M; K/M/G)")
     rc.add_argument("--file", type=Path, help="file: send this file instead of random data")
+    rc.add_argument("--syscalls", action="store_true",
+                    help="also record the programs' socket calls with strace, into CAPTURE.strace beside each "
+                    "capture: `sockinspect ladder CAPTURE --syscalls CAPTURE.strace` sets them beside the packets")
     rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
     rc.set_defaults(run=_cmd_run_and_capture)
 
@@ -493,6 +524,37 @@ def _width(args: argparse.Namespace) -> int | None:
     return None if getattr(args, "wide", False) else shutil.get_terminal_size().columns
 
 
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    if is_fifo(args.file) or args.file == "-":
+        print("sockinspect ladder: error: the capture is read twice, so it must be a file, not a pipe",
+              file=sys.stderr)
+        return 2
+    try:
+        packets = connection_packets(args.file, args.connection)
+    except ValueError as exc:
+        print(f"sockinspect: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    except SockinspectError as exc:
+        print(f"sockinspect: {exc}", file=sys.stderr)
+        return 2
+    calls = []
+    for trace in args.syscalls or ():
+        try:
+            with open(trace, errors="replace") as f:
+                mine = of_connection(parse_syscalls(f), packets.connection.client, packets.connection.server)
+        except OSError as exc:
+            print(f"sockinspect: {trace}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if not mine:
+            print(f"warning: {trace}: no socket call of this connection (was strace run with -yy, on these "
+                  "programs?)", file=sys.stderr)
+        calls += mine
+    width = args.width or shutil.get_terminal_size((80, 24)).columns
+    for line in ladder(packets, width=max(width, MIN_WIDTH), ascii_only=args.ascii, every=args.all, calls=calls):
+        print(line)
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     try:
         texts = list(args.expect)
@@ -632,6 +694,9 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
         print(f"sockinspect run-and-capture: error: {args.scenario} makes several captures: "
               "give a directory to -o", file=sys.stderr)
         return 2
+    if args.syscalls and shutil.which("strace") is None:
+        print("sockinspect run-and-capture: error: --syscalls needs strace, which is not installed", file=sys.stderr)
+        return 2
     progress = sys.stderr.isatty() or args.scenario in ("lab", "file")
     with cleanup_on_signals():
         try:
@@ -662,13 +727,15 @@ def _run_scenarios(args: argparse.Namespace, names: list[str], opts: Options, ou
         # else in the user's folder is written or removed.
         stage = lease.make_folder(outdir, STAGE_PREFIX) if single else out
         with make_topology(args.topology, args.ipv6, claim=lease.claim_netns) as topology, \
-                Runner(topology, stage, progress=progress, lease=lease) as runner:
+                Runner(topology, stage, progress=progress, lease=lease, syscalls=args.syscalls) as runner:
             for name in names:
                 runner.say(f"running {name} on {topology.name}")
                 runs = SCENARIOS[name](runner, opts)
                 if single:
                     runs[0].capture.replace(out)
                     runs[0].capture = out
+                    if runs[0].syscalls is not None:
+                        runs[0].syscalls = runs[0].syscalls.replace(out.with_suffix(".strace"))
                     runs[0].analysis = replace(runs[0].analysis, file=str(out))
                 results[name] = runs
     return results
@@ -724,7 +791,8 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
             if args.json:
                 print(dumps(run_document(name, run)))
             else:
-                print(f"== {name}: {run.label} -> {run.capture}")
+                calls = f" (socket calls: {run.syscalls})" if run.syscalls else ""
+                print(f"== {name}: {run.label} -> {run.capture}{calls}")
                 print(text_report(cap, list(cap.tcp), list(cap.udp), _width(args)))
                 print()
             for problem in run.problems:

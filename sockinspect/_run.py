@@ -44,6 +44,7 @@ from ._analyze import analyze
 from ._capture import LiveCapture
 from ._linux import FAULT_SIGNALS, PR_SET_PDEATHSIG, PROC_STAT_START, PROC_STAT_STATE, SIGNALS_THAT_DO_NOT_END
 from ._model import Capture
+from ._syscalls import STRACE_ARGS
 from ._topology import NETNS_PREFIX, Loopback, NetnsPair, delete_netns, netns_exists, netns_names, netns_pids
 from .errors import SockinspectError
 
@@ -67,6 +68,8 @@ class Run:
     problems: list[str] = field(default_factory=list)  # capture vs programs mismatches
     outputs: list[str] = field(default_factory=list)  # the clients' stdout, in order
     facts: dict[str, Any] = field(default_factory=dict)
+    syscalls: Path | None = None  # the programs' socket calls (strace), beside the capture
+    traces: list[Path] = field(default_factory=list)  # its programs' strace logs, while it runs
 
 
 class Runner:
@@ -77,8 +80,10 @@ class Runner:
     the work folder is recorded as this run's before it is made."""
 
     def __init__(self, topology: Loopback | NetnsPair, outdir: Path, progress: bool = False,
-                 lease: Lease | None = None) -> None:
+                 lease: Lease | None = None, syscalls: bool = False) -> None:
+        """``syscalls``: trace every program's socket calls (see :attr:`Run.syscalls`)."""
         self.topology = topology
+        self.syscalls = syscalls
         self.outdir = outdir.resolve()  # the programs run with the work folder as their cwd
         self.progress = progress
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,7 @@ class Runner:
         """Start a server with ``--host ADDR --port 0``; yield (its port, the process).
         ``trace``: record its socket system calls there with strace."""
         argv, record = self._accounted(module, [*args, "--host", self.topology.server_addr, "--port", "0"])
-        argv = _traced(argv, trace)
+        argv, trace = self._traced(argv, trace, run)
         log = self.server_log = self.workdir / f"server-{self._seq}.log"
         with open(log, "w") as err:
             proc = self.spawn(self.topology.server_cmd(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -142,7 +147,7 @@ class Runner:
     def client(self, module: str, args: list[str], run: Run, stdin: str | None = None,
                check: bool = True, trace: Path | None = None) -> subprocess.CompletedProcess[str]:
         argv, record = self._accounted(module, args)
-        argv = _traced(argv, trace)
+        argv, _trace = self._traced(argv, trace, run)
         proc = self.spawn(self.topology.client_cmd(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE)
         try:
@@ -177,6 +182,17 @@ class Runner:
                 raise ScenarioError(f"the server never logged {text!r} within {timeout} s")
             time.sleep(0.02)
 
+    def _traced(self, argv: list[str], trace: Path | None, run: Run) -> tuple[list[str], Path | None]:
+        """``argv`` under strace, and where it writes: ``trace`` for the scenario's own use
+        (its setup calls), with every socket call timed when the runner traces them all."""
+        if not self.syscalls:
+            if trace is None:
+                return argv, None
+            return ["strace", "-f", "-qq", "-e", STRACE_CALLS, "-o", str(trace), *argv], trace
+        trace = trace or self.workdir / f"strace-{self._seq}.txt"
+        run.traces.append(trace)
+        return ["strace", *STRACE_ARGS, "-o", str(trace), *argv], trace
+
     def new_run(self, label: str, name: str) -> Run:
         return Run(label=label, capture=self.outdir / name)
 
@@ -184,6 +200,12 @@ class Runner:
         """Analyze the capture and cross-check it with what the programs sent."""
         run.analysis = analyze(run.capture)
         run.problems = cross_check(run.analysis, run.sent, run.dropped)
+        if run.traces:
+            run.syscalls = run.capture.with_suffix(".strace")
+            with open(run.syscalls, "w") as out:
+                for trace in run.traces:
+                    if trace.exists():
+                        out.write(trace.read_text(errors="replace"))
         return run
 
 
@@ -243,10 +265,6 @@ def _read_port(proc: subprocess.Popen, module: str, log: Path) -> int:
 
 
 STRACE_CALLS = "trace=socket,bind,listen,accept,accept4,connect"
-
-
-def _traced(argv: list[str], trace: Path | None) -> list[str]:
-    return argv if trace is None else ["strace", "-f", "-qq", "-e", STRACE_CALLS, "-o", str(trace), *argv]
 
 
 def _signal_tracee(trace: Path) -> None:

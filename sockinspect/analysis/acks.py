@@ -53,9 +53,9 @@ from .jit import kernel
 from .tables import (
     EV_ACK_LOG,
     EV_STALL,
-    G_ACK_LOG,
     G_EVENTS,
     G_HOLE_FREE,
+    G_LOG,
     G_SEG_FREE,
     G_SEG_USED,
     H_DELAY,
@@ -65,12 +65,14 @@ from .tables import (
     HOLE_NEXT,
     M32,
     NONE,
+    NOTE_DELAYED_ACK,
     SEG_END,
     SEG_NEXT,
     SEG_ONCE,
     SEG_PKT,
     SEG_TS,
     capped_sum,
+    note,
 )
 
 FOLLOW_BASE_NS = 2_000_000  # the follow window: 2 ms + the handshake RTT
@@ -343,7 +345,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     t[T_OUT] -= covered
     if covered == 0:
         return
-    if G[0][G_ACK_LOG]:
+    if G[0][G_LOG]:
         e = EV[G[0][G_EVENTS]]
         G[0][G_EVENTS] += 1
         e[0] = EV_ACK_LOG
@@ -357,6 +359,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     mss = small_threshold(t)
     if not carries_data and clean and ts - first_ts >= DELAYED_ACK_THRESHOLD_NS and newly < 2 * mss:
         t[T_DELAYED] += 1
+        note(EV, G, number, NOTE_DELAYED_ACK, ts - first_ts)
         t[T_PENDING] = 1
         t[T_PEND_DATA_PKT] = first_pkt
         t[T_PEND_DATA_TS] = first_ts

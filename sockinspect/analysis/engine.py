@@ -20,15 +20,16 @@ from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, U
 from . import acks, fastpath, histograms, jit, keys, statistics, tcp, udp, zeek
 from .tables import (
     EV_ACK_LOG,
+    EV_NOTE,
     EV_RETIRE,
     EV_STALL,
     EV_WIDTH,
-    G_ACK_LOG,
     G_CLOCK,
     G_CONN_FREE,
     G_EVENTS,
     G_HIST_USED,
     G_HOLE_FREE,
+    G_LOG,
     G_SEG_FREE,
     G_SEG_USED,
     G_UDP,
@@ -58,6 +59,7 @@ CHUNK_PACKETS = 1 << 16
 RETIRE_BATCH = 4096  # connections whose records are made at once (they wait in their rows)
 SCAN_EVERY_NS = 125_000_000  # of capture time: how late a connection may be found over (see .tcp)
 _NO_OPTIONS = (NONE, NONE, 0, 0)
+NOTES = ("retransmission", "zero_window", "window_full", "delayed_ack", "connection")  # by NOTE_* (.tables)
 
 
 class Engine:
@@ -65,23 +67,29 @@ class Engine:
     ``ack_log``: a list to which every ACK that newly covers data is appended, as
     (ACK packet, first and last covered data packet, segments covered, delay from the
     last one in ns, all sent once, ends exactly at the last data byte).
+    ``notes``: a list to which (packet number, what, value) is appended for each
+    packet the rules single out: "retransmission", "zero_window", "window_full",
+    "delayed_ack" (value: its delay in ns), in the order the engine found them; and
+    "connection" for every TCP packet (value: the index of its connection's record).
     ``on_connection``: called with each TCP connection's record as it retires, which
     the engine then forgets (memory follows the connections open at once); without
     it, :meth:`finish` returns them all."""
 
     def __init__(self, compiled: bool = False, ack_log: list | None = None,
-                 on_connection: Callable[[TcpConnection], None] | None = None) -> None:
+                 on_connection: Callable[[TcpConnection], None] | None = None,
+                 notes: list[tuple[int, str, int]] | None = None) -> None:
         compiled = compiled or jit.compiled()  # once compiled, the kernels are numba's
         if compiled:
             jit.compile_kernels()
         self.compiled = compiled
         self.ack_log = ack_log
+        self.notes = notes
         self._addrs: dict[bytes, int] = {}
         self._vlans: dict[tuple[int, ...], int] = {(): 0}
         self._options: dict[bytes, tuple[int, int, int, int]] = {b"": _NO_OPTIONS}
         c = compiled
         self.G = new_table(1, G_WIDTH, c)
-        self.G[0][G_ACK_LOG] = 1 if ack_log is not None else 0
+        self.G[0][G_LOG] = 1 if ack_log is not None or notes is not None else 0
         self.G[0][G_CLOCK] = NO_MAX  # no timestamp yet
         # Small at first (a capture of 30 packets is the common case), doubled when full.
         self.C = new_table(16, tcp.C_WIDTH, c)
@@ -271,7 +279,11 @@ class Engine:
             if kind == EV_STALL:
                 self.stalls.setdefault(e[1], []).append(Stall(e[2], e[3], e[4], e[5], e[6], e[7]))
             elif kind == EV_ACK_LOG:
-                self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
+                if self.ack_log is not None:
+                    self.ack_log.append((e[1], e[2], e[3], e[4], e[5], bool(e[6]), bool(e[7])))
+            elif kind == EV_NOTE:
+                if self.notes is not None:
+                    self.notes.append((e[1], NOTES[e[2]], e[3]))
             elif kind == EV_RETIRE:
                 self._retiring.append(e[1])
         self.G[0][G_EVENTS] = 0

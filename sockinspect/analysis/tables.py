@@ -18,13 +18,17 @@ HALF = 1 << 31
 
 # Globals (one row): counters and free lists shared by the kernels. G_CONNS counts the TCP
 # connections ever seen (the next one's index); G_CLOCK is the latest TCP timestamp so far.
-(G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_ACK_LOG, G_HIST_USED, G_CONN_FREE,
+(G_CONNS, G_UDP, G_EVENTS, G_SEG_FREE, G_SEG_USED, G_HOLE_FREE, G_LOG, G_HIST_USED, G_CONN_FREE,
  G_CLOCK) = range(10)
 G_WIDTH = 10
 
-# Events the kernels hand to Python (one row each: kind, then up to 7 values).
+# Events the kernels hand to Python (one row each: kind, then up to 7 values). With G_LOG set
+# (one connection looked at closely, see sockinspect._packets) also EV_ACK_LOG and EV_NOTE.
 EV_WIDTH = 8
-EV_STALL, EV_ACK_LOG, EV_RETIRE = range(3)
+EV_STALL, EV_ACK_LOG, EV_RETIRE, EV_NOTE = range(4)
+# What an EV_NOTE (packet number, note, value) says of a packet.
+# NOTE_DELAYED_ACK's value: the delay; NOTE_CONNECTION (every TCP packet): the index of its connection.
+NOTE_RETRANSMISSION, NOTE_ZERO_WINDOW, NOTE_WINDOW_FULL, NOTE_DELAYED_ACK, NOTE_CONNECTION = range(5)
 
 # Histograms (see .histograms): a hash table of key (kind, id, value code) -> count; count 0: free.
 HIST_KEY, HIST_COUNT = range(2)
@@ -39,6 +43,18 @@ SEG_WIDTH = 5
 # Holes in a sender's sequence space (unwrapped [lo, hi)): a pool of linked entries.
 HOLE_LO, HOLE_HI, HOLE_NEXT = range(3)
 HOLE_WIDTH = 3
+
+
+@kernel
+def note(EV, G, number, what, value):  # noqa: ANN001, ANN201
+    """An EV_NOTE of packet ``number``, when G_LOG asks for them."""
+    if G[0][G_LOG]:
+        e = EV[G[0][G_EVENTS]]
+        G[0][G_EVENTS] += 1
+        e[0] = EV_NOTE
+        e[1] = number
+        e[2] = what
+        e[3] = value
 
 
 @kernel

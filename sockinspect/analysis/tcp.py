@@ -42,7 +42,12 @@ from .tables import (
     NO_MAX,
     NO_MIN,
     NONE,
+    NOTE_CONNECTION,
+    NOTE_RETRANSMISSION,
+    NOTE_WINDOW_FULL,
+    NOTE_ZERO_WINDOW,
     capped_sum,
+    note,
 )
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -103,6 +108,7 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
             if f & (SYN | ACK) == SYN and starts_anew(C[slot], D, slot, s, seq[i], ts[i], has_ts[i]):
                 slot = new_connection(i, key, by_key, half_open, C, D, T, G, EV, HT, number, ts, has_ts)
                 s = 0
+        note(EV, G, number[i], NOTE_CONNECTION, C[slot][C_INDEX])
         packet(C, D, T, P, H, G, EV, HT, slot, s, number[i], ts[i], has_ts[i], wirelen[i], seq[i], ackno[i], f,
                win[i], plen[i], o_mss[i], o_wscale[i], o_sack[i], o_ts[i])
     return stop
@@ -353,6 +359,7 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
             # sequence number while the peer's window is zero
             if not (n == 1 and seq == T[d][acks.T_HIGH] and peer[D_WND_WIN] == 0):
                 side[D_ZERO_WINDOWS] += 1
+                note(EV, G, number, NOTE_ZERO_WINDOW, 0)
             if side[D_ZERO_SINCE] == NONE and has_ts:
                 side[D_ZERO_SINCE] = ts
     elif side[D_ZERO_SINCE] != NONE and has_ts:
@@ -365,8 +372,10 @@ def packet(C, D, T, P, H, G, EV, HT, slot, s, number, ts, has_ts, wirelen, seq, 
             p_win = peer[D_WND_WIN] if peer[D_WND_FLAGS] & SYN else peer[D_WND_WIN] << shift
             if not (seq + n - peer[D_WND_ACK] - p_win) & M32:
                 side[D_WINDOW_FULL] += 1
+                note(EV, G, number, NOTE_WINDOW_FULL, 0)
         if acks.data(T, P, H, G, EV, d, seq, n, ts, number, flags & FIN, has_ts):
             side[D_RETRANS] += 1
+            note(EV, G, number, NOTE_RETRANSMISSION, 0)
             resent = 1
         if has_ts:  # request -> reply latency
             client = c[C_CLIENT] if c[C_CLIENT] != NONE else c[C_GUESSED]

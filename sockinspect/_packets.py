@@ -1,0 +1,127 @@
+"""One connection's packets, on demand: the capture read again, only that connection's
+packets kept (as columns), and analysed alone so that the engine notes packet by packet
+what it finds (retransmissions, zero windows, delayed ACKs, each ACK's delay). What the
+ladder draws; nothing is kept of the other connections."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import replace
+
+from ._analyze import analyze
+from ._decode import SYN, TCP, Decoder, Packet
+from ._model import TcpConnection
+from ._read import MAX_INFLATION, CaptureReader
+from ._record import record
+from .analysis.engine import Engine
+from .analysis.tables import G_CLOCK, TIME_CAP
+from .errors import CaptureFormatError
+
+M32 = 0xFFFFFFFF
+
+
+@record
+class ConnectionPackets:
+    """A TCP connection's packets as columns (position k is the k-th packet), in capture order."""
+
+    connection: TcpConnection  # its record, from these packets alone (the same as in the whole capture)
+    number: list[int]  # packet numbers in the capture (1-based)
+    ts_ns: list[int | None]
+    side: list[int]  # 0: client to server, 1: server to client
+    flags: list[int]
+    seq: list[int]  # relative to the sender's initial sequence number (its SYN is 0, its first byte 1)
+    ack: list[int]  # relative to the peer's initial sequence number
+    length: list[int]  # payload bytes
+    window: list[int]  # the receive window announced: scaled when both SYNs offered window scaling
+    notes: list[tuple[int, str, int]]  # (packet number, kind, value): what the engine noticed
+    ack_delays: dict[int, int]  # ACK packet number -> ns since the last data segment it newly covers
+
+
+def connection_packets(path: str | os.PathLike[str], index: int,
+                       max_inflation: int = MAX_INFLATION) -> ConnectionPackets:
+    """The packets of TCP connection ``index`` of the capture. Raises ValueError when the
+    capture has no such connection; CaptureFormatError when it cannot be read."""
+    found: list[TcpConnection] = []
+    count = [0]
+
+    def keep(conn: TcpConnection) -> None:
+        count[0] += 1
+        if conn.index == index:
+            found.append(conn)
+
+    analyze(path, on_connection=keep, max_inflation=max_inflation, workers=1)
+    if not found:
+        have = f"it has {count[0]}: 0..{count[0] - 1}" if count[0] else "it has no TCP connections"
+        raise ValueError(f"no TCP connection #{index} ({have})")
+    return _reread(path, found[0], max_inflation)
+
+
+def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: int) -> ConnectionPackets:
+    client = (_address(conn.client.addr), conn.client.port)
+    server = (_address(conn.server.addr), conn.server.port)
+    # Every packet between these two endpoints up to the connection's last, each with the
+    # capture's clock before it (its latest TCP timestamp): earlier connections on the same
+    # ports (or on other VLANs) and the clock decide where this one begins and ends.
+    fed: list[tuple[int | None, Packet]] = []
+    clock = None
+    reader = CaptureReader(path, max_inflation)
+    decoder = Decoder()
+    for number, frame in enumerate(reader, 1):
+        if number > conn.last_packet:
+            break
+        pkt = decoder.decode(frame, number)
+        if type(pkt) is not Packet or pkt.proto != TCP:
+            continue
+        if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
+            fed.append((clock, pkt))
+        if pkt.ts_ns is not None:
+            ts = max(-TIME_CAP, min(TIME_CAP, pkt.ts_ns))
+            clock = ts if clock is None else max(clock, ts)
+    log: list = []
+    notes: list[tuple[int, str, int]] = []
+    engine = Engine(compiled=False, ack_log=log, notes=notes)
+    for before, pkt in fed:
+        if before is not None:
+            engine.G[0][G_CLOCK] = max(engine.G[0][G_CLOCK], before)
+        engine.feed_chunk([pkt])
+    records, _udp = engine.finish()
+    again = next((c for c in records if c.first_packet == conn.first_packet), None)
+    if again is None:
+        raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
+    mine = {n for n, what, index in notes if what == "connection" and index == again.index}
+    kept = [p for _before, p in fed if p.number in mine]
+    notes = [note for note in notes if note[0] in mine and note[1] != "connection"]
+    side = [0 if (p.src, p.sport) == client else 1 for p in kept]
+    base = [_base(kept, side, s) for s in (0, 1)]
+    scales = (again.c2s.wscale, again.s2c.wscale) if again.client.port == conn.client.port else (None, None)
+    shift = scales if None not in scales else (0, 0)
+    return ConnectionPackets(
+        connection=replace(again, index=conn.index),
+        number=[p.number for p in kept],
+        ts_ns=[p.ts_ns for p in kept],
+        side=side,
+        flags=[p.flags for p in kept],
+        seq=[(p.seq - base[s]) & M32 for p, s in zip(kept, side, strict=True)],
+        ack=[(p.ack - base[1 - s]) & M32 for p, s in zip(kept, side, strict=True)],
+        length=[p.payload_len for p in kept],
+        window=[p.window if p.flags & SYN else p.window << shift[s] for p, s in zip(kept, side, strict=True)],
+        notes=notes,
+        ack_delays={entry[0]: entry[4] for entry in log if entry[0] in mine},
+    )
+
+
+def _base(kept: list[Packet], side: list[int], s: int) -> int:
+    """Side ``s``'s initial sequence number: its SYN's, else one before its first segment's."""
+    first = None
+    for p, k in zip(kept, side, strict=True):
+        if k == s:
+            if p.flags & SYN:
+                return p.seq
+            if first is None:
+                first = (p.seq - 1) & M32
+    return 0 if first is None else first
+
+
+def _address(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
