@@ -38,7 +38,7 @@ from ._documents import (
     udp_to_dict,
 )
 from ._lab import lab_answers
-from ._ladder import COLLAPSE_MIN, MIN_WIDTH, ladder
+from ._ladder import COLLAPSE_MIN, MAX_WIDTH, MIN_WIDTH, UNICODE_CHARS, ladder
 from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._packets import connection_packets
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
@@ -60,7 +60,7 @@ from ._scenarios import SCENARIOS, Options
 from ._schema import for_document
 from ._schema import load as load_schema
 from ._syscalls import STRACE_ARGS, of_connection
-from ._syscalls import parse as parse_syscalls
+from ._syscalls import read as read_syscalls
 from .analysis import jit
 from .errors import SockinspectError, UsageError
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the connection (the # column of analyze; default 0)")
     ld.add_argument("--width", type=_whole(MIN_WIDTH, "a width", "the ladder needs at least {minimum} columns, "
                                            "got {value}"),
-                    help="columns (default: the terminal's, else 80)")
+                    help=f"columns (default: the terminal's, else 80; at most {MAX_WIDTH})")
     ld.add_argument("--ascii", action="store_true", help="ASCII arrows only (for terminals without Unicode)")
     ld.add_argument("--syscalls", type=Path, action="append", metavar="TRACE",
                     help="set the programs' socket calls beside the packets, from an strace log "
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--file", type=Path, help="file: send this file instead of random data")
     rc.add_argument("--syscalls", action="store_true",
                     help="also record the programs' socket calls with strace, into CAPTURE.strace beside each "
-                    "capture: `sockinspect ladder CAPTURE --syscalls CAPTURE.strace` sets them beside the packets")
+                    "capture: `sockinspect ladder CAPTURE --syscalls CAPTURE.strace` sets them beside the packets "
+                    "(strace slows the programs: that run's timings are not the programs' own)")
     rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
     rc.set_defaults(run=_cmd_run_and_capture)
 
@@ -529,30 +530,47 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
         print("sockinspect ladder: error: the capture is read twice, so it must be a file, not a pipe",
               file=sys.stderr)
         return 2
+    progress = _progress_printer(args.file)
+    again = _progress_printer(f"{args.file} again, for connection {args.connection}'s packets")
     try:
-        packets = connection_packets(args.file, args.connection)
-    except ValueError as exc:
-        print(f"sockinspect: {args.file}: {exc}", file=sys.stderr)
+        packets = connection_packets(args.file, args.connection, progress=progress, again=again)
+    except (ValueError, SockinspectError) as exc:
+        problem = f"{args.file}: {exc}" if isinstance(exc, ValueError) else str(exc)
+    else:
+        problem = None
+    if progress:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    if problem:
+        print(f"sockinspect: {problem}", file=sys.stderr)
         return 2
-    except SockinspectError as exc:
-        print(f"sockinspect: {exc}", file=sys.stderr)
-        return 2
+    for warning in packets.warnings:
+        print(f"warning: {args.file}: {warning}", file=sys.stderr)
+    conn = packets.connection
     calls = []
-    for trace in args.syscalls or ():
+    for trace in dict.fromkeys(os.path.realpath(t) for t in args.syscalls or ()):  # each once
         try:
-            with open(trace, errors="replace") as f:
-                mine = of_connection(parse_syscalls(f), packets.connection.client, packets.connection.server)
+            mine = of_connection(read_syscalls(trace, (conn.client, conn.server)), conn)
         except OSError as exc:
             print(f"sockinspect: {trace}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         if not mine:
-            print(f"warning: {trace}: no socket call of this connection (was strace run with -yy, on these "
-                  "programs?)", file=sys.stderr)
+            print(f"warning: {trace}: no socket call of this connection (an strace log of these programs, "
+                  f"taken with {' '.join(STRACE_ARGS[2:5])}, has them)", file=sys.stderr)
         calls += mine
-    width = args.width or shutil.get_terminal_size((80, 24)).columns
-    for line in ladder(packets, width=max(width, MIN_WIDTH), ascii_only=args.ascii, every=args.all, calls=calls):
+    width = min(args.width or shutil.get_terminal_size((80, 24)).columns, MAX_WIDTH)
+    plain = args.ascii or not _can_print(UNICODE_CHARS)
+    for line in ladder(packets, width=max(width, MIN_WIDTH), ascii_only=plain, every=args.all, calls=calls):
         print(line)
     return 0
+
+
+def _can_print(text: str) -> bool:
+    """Whether standard output's encoding has these characters."""
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -4,23 +4,28 @@ margin what the analysis noticed, in words. Pure: packets in, lines out."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ._decode import ACK, FIN, PSH, RST, SYN, URG
+from ._decode import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from ._model import TcpConnection
 from ._packets import ConnectionPackets
 from ._syscalls import RECEIVES, SENDS, Syscall
 
 MIN_WIDTH = 60
+MAX_WIDTH = 1000  # a wider one is drawn this wide
 LONG_NS = 999_999 * 10**6  # a connection longer than this has its times in s, not ms (they stay 10 wide)
 COLLAPSE_MIN = 8  # unremarkable packets in a row (a bulk run) shown as one line from this many
 TIME_WIDTH = 21  # "  12345.678  +12.345 ": ms since the first packet, since the previous one
-_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
+# tcpdump's letters, in its order (the bits' order): [S.] SYN/ACK, [FP.] FIN/PSH/ACK, [SEW] ECN setup
+_FLAG_LETTERS = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"), (ECE, "E"), (CWR, "W"))
+MIN_MARGIN = 16  # columns kept for the notes when the arrows need more room
 
 UNICODE = {"line": "│", "dash": "─", "right": "▶", "left": "◀", "more": "…", "gap": "┆", "call": "•"}
 ASCII = {"line": "|", "dash": "-", "right": ">", "left": "<", "more": "...", "gap": ":", "call": "*"}
+UNICODE_CHARS = "".join(UNICODE.values())
 
 
 def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, every: bool = False,
@@ -28,16 +33,16 @@ def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, eve
     """The diagram's lines, none longer than ``width`` (at least MIN_WIDTH). ``every``:
     show every packet (else runs of COLLAPSE_MIN or more unremarkable ones are one line).
     ``calls``: the programs' socket calls, (side, call), set in by the time they returned."""
-    if width < MIN_WIDTH:
-        raise ValueError(f"the ladder needs a width of at least {MIN_WIDTH} columns")
+    if not MIN_WIDTH <= width <= MAX_WIDTH:
+        raise ValueError(f"the ladder is {MIN_WIDTH} to {MAX_WIDTH} columns wide, not {width}")
     ch = ASCII if ascii_only else UNICODE
-    band = max(30, (width - TIME_WIDTH) * 3 // 5)
+    band, fields = _layout(cp, width)
     margin = width - TIME_WIDTH - band - 1
     c = cp.connection
     notes = _notes(cp)
     times = [t for t in cp.ts_ns if t is not None]
     t0 = times[0] if times else None
-    scale = 1e6 if not times or max(times) - t0 < LONG_NS else 1e9  # ms, or s for a long connection
+    scale = 1e6 if not times or max(times) - min(times) < LONG_NS else 1e9  # ms, or s for a long connection
     lines = _header(c, width, band, ch, "ms" if scale == 1e6 else "s")
     previous = None
     for item in _items(_events(cp, calls), cp, notes, every):
@@ -53,22 +58,22 @@ def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, eve
         ts = item.ts
         clock = " " * TIME_WIDTH
         if ts is not None and t0 is not None:
-            gap = "" if previous is None else f"+{(ts - previous) / scale:.3f}"
-            clock = f"{(ts - t0) / scale:>10.3f} {gap:>9}".ljust(TIME_WIDTH)
+            gap = "" if previous is None else _number((ts - previous) / scale, 9, "+")
+            clock = f"{_number((ts - t0) / scale, 10)} {gap:>9}".ljust(TIME_WIDTH)
             previous = ts
         if item.call is not None:
             lines.append(_fit(clock + _call_row(item.call.text(), item.side, band, ch), width))
             continue
         k = item.k
         words = notes.get(cp.number[k], [])
-        wrapped = [w for note in words for w in textwrap.wrap(note, max(margin - 1, 8))] if margin > 8 else []
-        arrow = _arrow(_label(cp, k, band - 7), cp.side[k], band, ch)
+        wrapped = [w for note in words for w in _wrap(note, max(margin - 1, 8))] if margin > 8 else []
+        arrow = _arrow(_label(cp, k, fields), cp.side[k], band, ch)
         lines.append(_fit(clock + arrow + (" " + wrapped[0] if wrapped else ""), width))
         for more in wrapped[1:]:
             lines.append(_fit(" " * TIME_WIDTH + ch["line"] + " " * (band - 2) + ch["line"] + " " + more, width))
         if margin <= 8:  # no room beside the arrow: the notes go under it
             for note in words:
-                for w in textwrap.wrap(note, band - 4):
+                for w in _wrap(note, band - 4):
                     lines.append(_fit(" " * TIME_WIDTH + ch["line"] + " " + w.ljust(band - 3) + ch["line"], width))
     lines += [""] + [_fit(s, width) for s in _summary(c, width)]
     return lines
@@ -87,20 +92,37 @@ def _header(c: TcpConnection, width: int, band: int, ch: dict[str, str], unit: s
     return lines
 
 
-def _label(cp: ConnectionPackets, k: int, room: int) -> str:
-    """Flags, then seq (a range when data), ack, window and length, as many as fit ``room``."""
+def _label(cp: ConnectionPackets, k: int, fields: int) -> str:
+    """Flags, seq (a range when data), ack; then window and length (``fields``: 2 both, 1
+    the window only... 0 neither), as tcpdump has them."""
     flags = cp.flags[k]
-    letters = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) + ("." if flags & ACK else "")
+    letters = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
     n = cp.length[k]
     parts = [f"[{letters or 'none'}]"]
     if n or flags & (SYN | FIN | RST) or not flags & ACK:
         parts.append(f"seq {cp.seq[k]}" + (f":{cp.seq[k] + n}" if n else ""))
     if flags & ACK:
         parts.append(f"ack {cp.ack[k]}")
-    optional = [f"win {cp.window[k]}"] + ([f"len {n}"] if n else [])
-    while optional and len(" ".join(parts + optional)) > room:
-        optional.pop()
-    return " ".join(parts + optional)
+    if fields >= 1:
+        parts.append(f"win {cp.window[k]}")
+    if fields >= 2 and n:
+        parts.append(f"len {n}")
+    return " ".join(parts)
+
+
+def _layout(cp: ConnectionPackets, width: int) -> tuple[int, int]:
+    """(band, fields): the arrows' width, and which of window and length every arrow
+    shows (the same on every row: one missing would read as zero). Digits are never cut:
+    the band grows into the margin for the labels it must hold."""
+    band = max(30, (width - TIME_WIDTH) * 3 // 5)
+    widest = band
+    for fields in (2, 1, 0):
+        need = max((len(_label(cp, k, fields)) + 7 for k in range(len(cp.number))), default=0)
+        if need <= band:
+            return band, fields
+        widest = need
+    room = width - TIME_WIDTH - 1  # all of it, the notes going under the arrows, if need be
+    return min(widest, room - MIN_MARGIN if widest <= room - MIN_MARGIN else room), 0
 
 
 def _arrow(label: str, side: int, band: int, ch: dict[str, str]) -> str:
@@ -120,6 +142,16 @@ def _call_row(text: str, side: int, band: int, ch: dict[str, str]) -> str:
         text = text[: inner - 3 - len(ch["more"])] + ch["more"]
     body = f" {ch['call']} {text}".ljust(inner) if side == 0 else f"{text} {ch['call']} ".rjust(inner)
     return ch["line"] + body + ch["line"]
+
+
+def _number(value: float, width: int, sign: str = "") -> str:
+    """``value`` with 3 decimals in ``width`` columns, fewer when it is too large (a long
+    gap, a capture whose clock jumped); "#" when even its integer part is wider."""
+    for decimals in (3, 1, 0):
+        text = f"{value:{sign}.{decimals}f}"
+        if len(text) <= width:
+            return text.rjust(width)
+    return "#".rjust(width)
 
 
 def _fit(line: str, width: int) -> str:
@@ -233,21 +265,43 @@ def _notes(cp: ConnectionPackets) -> dict[int, list[str]]:
                      if cp.side[k] == 0 and cp.ts_ns[k] == h.ack_ts_ns and not cp.flags[k] & SYN), None)
         if done is not None:
             say(done, f"handshake done: RTT {h.rtt_ms:.3f} ms")
+    zero_windows = {number for number, kind, _ in cp.notes if kind == "zero_window"}
+    zero = [False, False]  # a side's window is at zero: one note for the series, one when it opens
+    for k in range(len(cp.number)):
+        side, number = cp.side[k], cp.number[k]
+        if number in zero_windows:
+            if not zero[side]:
+                say(number, "zero window: the receiver's buffer is full")
+            zero[side] = True
+        elif zero[side] and cp.window[k] and not cp.flags[k] & (SYN | RST):
+            say(number, "the window opens again")
+            zero[side] = False
     for number, kind, value in cp.notes:
         if kind == "retransmission":
             say(number, "retransmission")
-        elif kind == "zero_window":
-            say(number, "zero window: the receiver's buffer is full")
+        elif kind == "window_full":
+            say(number, "window full: the sender filled the receiver's window")
         elif kind == "delayed_ack":
             say(number, f"delayed ACK {value / 1e6:.1f} ms")
     for direction in (c.c2s, c.s2c):
         for st in direction.stall_list:
             say(st.next_packet, f"stall: the sender waited {st.gap_ms:.1f} ms for that ACK")
-    fins = [k for k in range(len(cp.number)) if cp.flags[k] & (FIN | RST)]
-    if fins:
-        first = fins[0]
-        who = "client" if cp.side[first] == 0 else "server"
-        say(cp.number[first], f"{'reset' if cp.flags[first] & RST else 'first FIN'}: the {who} closes")
+    syns = [None, None]  # each side's last SYN time
+    closed = False
+    for k in range(len(cp.number)):
+        side, flags, number = cp.side[k], cp.flags[k], cp.number[k]
+        who = "client" if side == 0 else "server"
+        if flags & SYN:
+            if syns[side] is not None and cp.ts_ns[k] is not None:
+                say(number, f"SYN again, {(cp.ts_ns[k] - syns[side]) / 1e6:.1f} ms later (no answer came)")
+            syns[side] = cp.ts_ns[k]
+        if flags & RST:
+            refused = side == 1 and h.synack_ts_ns is None and h.syn_ts_ns is not None
+            say(number, "refused: the server resets the SYN" if refused else f"reset by the {who}")
+            closed = True
+        elif flags & FIN and not closed:
+            say(number, f"first FIN: the {who} closes")
+            closed = True
     return out
 
 
@@ -256,16 +310,28 @@ def _summary(c: TcpConnection, width: int) -> list[str]:
     facts = []
     if h.rtt_ms is not None:
         facts.append(f"handshake RTT {h.rtt_ms:.3f} ms")
+    if h.syn_retries:
+        facts.append(f"{_count(h.syn_retries, 'SYN')} sent again")
     if c.closed_by:
         facts.append(f"closed by the {c.closed_by}")
     for name, d in (("client", c.c2s), ("server", c.s2c)):
-        bits = []
-        if d.retransmissions:
-            bits.append(f"{d.retransmissions} retransmissions")
-        if d.delayed_acks:
-            bits.append(f"{d.delayed_acks} of its segments got a delayed ACK")
-        if d.stalls:
-            bits.append(f"{d.stalls} stalls, {d.stall_ms_total:.1f} ms lost")
-        bits.append(f"Nagle {d.nagle}")
-        facts.append(f"{name} sent {d.payload_bytes} B: " + ", ".join(bits))
-    return textwrap.wrap("; ".join(facts), width)
+        if not d.payload_bytes:
+            facts.append(f"the {name} sent no data")
+            continue
+        bits = [_count(d.retransmissions, "retransmission") if d.retransmissions else "",
+                f"{_count(d.delayed_acks, 'delayed ACK')} of its data" if d.delayed_acks else "",
+                f"{_count(d.stalls, 'stall')}, {d.stall_ms_total:.1f} ms lost" if d.stalls else "",
+                f"a zero window announced {_count(d.zero_windows, 'time')}" if d.zero_windows else "",
+                f"Nagle {d.nagle}"]
+        facts.append(f"the {name} sent {d.payload_bytes:,} B: " + ", ".join(b for b in bits if b))
+    return _wrap("; ".join(facts), width)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of ``width``, a number never apart from its unit ("41.9 ms")."""
+    kept = re.sub(r"(\d) (?=\S)", "\\1\u00a0", text)
+    return [line.replace("\u00a0", " ") for line in textwrap.wrap(kept, width)]
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}{'' if n == 1 else 's'}"

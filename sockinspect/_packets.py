@@ -9,16 +9,19 @@ import os
 import socket
 from dataclasses import replace
 
-from ._analyze import analyze
+from ._analyze import PROGRESS_EVERY, Progress, analyze
 from ._decode import SYN, TCP, Decoder, Packet
 from ._model import TcpConnection
 from ._read import MAX_INFLATION, CaptureReader
 from ._record import record
-from .analysis.engine import Engine
+from .analysis import jit
+from .analysis.engine import CHUNK_PACKETS, Engine
 from .analysis.tables import G_CLOCK, TIME_CAP
 from .errors import CaptureFormatError
 
 M32 = 0xFFFFFFFF
+MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift is taken as 14
+COMPILED_FROM = 100_000  # packets fed again from which the compiled engine is worth loading
 
 
 @record
@@ -36,12 +39,14 @@ class ConnectionPackets:
     window: list[int]  # the receive window announced: scaled when both SYNs offered window scaling
     notes: list[tuple[int, str, int]]  # (packet number, kind, value): what the engine noticed
     ack_delays: dict[int, int]  # ACK packet number -> ns since the last data segment it newly covers
+    warnings: tuple[str, ...] = ()  # the capture's (a truncated file, say)
 
 
-def connection_packets(path: str | os.PathLike[str], index: int,
-                       max_inflation: int = MAX_INFLATION) -> ConnectionPackets:
+def connection_packets(path: str | os.PathLike[str], index: int, max_inflation: int = MAX_INFLATION,
+                       progress: Progress | None = None, again: Progress | None = None) -> ConnectionPackets:
     """The packets of TCP connection ``index`` of the capture. Raises ValueError when the
-    capture has no such connection; CaptureFormatError when it cannot be read."""
+    capture has no such connection; CaptureFormatError when it cannot be read.
+    ``progress``: of the analysis that finds the connection; ``again``: of the second reading."""
     found: list[TcpConnection] = []
     count = [0]
 
@@ -50,14 +55,15 @@ def connection_packets(path: str | os.PathLike[str], index: int,
         if conn.index == index:
             found.append(conn)
 
-    analyze(path, on_connection=keep, max_inflation=max_inflation, workers=1)
+    cap = analyze(path, on_connection=keep, max_inflation=max_inflation, workers=1, progress=progress)
     if not found:
         have = f"it has {count[0]}: 0..{count[0] - 1}" if count[0] else "it has no TCP connections"
         raise ValueError(f"no TCP connection #{index} ({have})")
-    return _reread(path, found[0], max_inflation)
+    return replace(_reread(path, found[0], max_inflation, again), warnings=cap.warnings)
 
 
-def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: int) -> ConnectionPackets:
+def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: int,
+            progress: Progress | None) -> ConnectionPackets:
     client = (_address(conn.client.addr), conn.client.port)
     server = (_address(conn.server.addr), conn.server.port)
     # Every packet between these two endpoints up to the connection's last, each with the
@@ -70,6 +76,8 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
     for number, frame in enumerate(reader, 1):
         if number > conn.last_packet:
             break
+        if progress is not None and not number % PROGRESS_EVERY:
+            progress(reader.position(), reader.size)
         pkt = decoder.decode(frame, number)
         if type(pkt) is not Packet or pkt.proto != TCP:
             continue
@@ -80,13 +88,28 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
             clock = ts if clock is None else max(clock, ts)
     log: list = []
     notes: list[tuple[int, str, int]] = []
-    engine = Engine(compiled=False, ack_log=log, notes=notes)
+    large = len(fed) >= COMPILED_FROM and (jit.compiled() or (jit.available() and jit.cache_ready()))
+    ours: list[TcpConnection] = []  # the engine makes this connection's record only
+    engine = Engine(compiled=large, ack_log=log, notes=notes, on_connection=ours.append,
+                    record_only=conn.first_packet)
+    chunk: list[Packet] = []
+    own = None  # the clock the packets fed so far set themselves
     for before, pkt in fed:
-        if before is not None:
-            engine.G[0][G_CLOCK] = max(engine.G[0][G_CLOCK], before)
-        engine.feed_chunk([pkt])
-    records, _udp = engine.finish()
-    again = next((c for c in records if c.first_packet == conn.first_packet), None)
+        if before is not None and (own is None or before > own):  # other packets moved the clock on
+            engine.feed_chunk(chunk)
+            chunk = []
+            engine.G[0][G_CLOCK] = max(int(engine.G[0][G_CLOCK]), before)
+            own = before
+        chunk.append(pkt)
+        if pkt.ts_ns is not None:
+            ts = max(-TIME_CAP, min(TIME_CAP, pkt.ts_ns))
+            own = ts if own is None else max(own, ts)
+        if len(chunk) == CHUNK_PACKETS:
+            engine.feed_chunk(chunk)
+            chunk = []
+    engine.feed_chunk(chunk)
+    engine.finish()
+    again = ours[0] if ours else None
     if again is None:
         raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
     mine = {n for n, what, index in notes if what == "connection" and index == again.index}
@@ -95,7 +118,7 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
     side = [0 if (p.src, p.sport) == client else 1 for p in kept]
     base = [_base(kept, side, s) for s in (0, 1)]
     scales = (again.c2s.wscale, again.s2c.wscale) if again.client.port == conn.client.port else (None, None)
-    shift = scales if None not in scales else (0, 0)
+    shift = tuple(min(x, MAX_WSCALE) for x in scales) if None not in scales else (0, 0)
     return ConnectionPackets(
         connection=replace(again, index=conn.index),
         number=[p.number for p in kept],

@@ -9,11 +9,17 @@ a local port: its socket is named by the caller's next call on it.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import itertools
+import os
 import re
-from collections.abc import Iterable
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import TextIO
 
-from ._model import Endpoint
+from ._model import Endpoint, TcpConnection
 from ._record import record
 
 CALLS = frozenset({"connect", "accept", "accept4", "send", "sendto", "sendmsg", "write", "writev", "recv",
@@ -21,9 +27,30 @@ CALLS = frozenset({"connect", "accept", "accept4", "send", "sendto", "sendmsg", 
 SENDS = frozenset({"send", "sendto", "sendmsg", "write", "writev"})
 RECEIVES = frozenset({"recv", "recvfrom", "recvmsg", "read", "readv"})
 # What run-and-capture --syscalls asks strace for.
-STRACE_ARGS = ("-f", "-qq", "-ttt", "-T", "-yy", "-e", "trace=" + ",".join(sorted(CALLS)))
+TRACED = CALLS | {"socket", "bind", "listen"}  # these three for the lab's Part 4 c and d
+STRACE_ARGS = ("-f", "-qq", "-ttt", "-T", "-yy", "-e", "trace=" + ",".join(sorted(TRACED)))
+MAX_LINE = 64 << 10  # characters of a trace line read; the rest of a longer one is skipped
 
-_LINE = re.compile(r"(?:(?P<pid>\d+)\s+)?(?P<sec>\d+)\.(?P<frac>\d+)\s+(?P<rest>.*)")
+
+def read(path: str | os.PathLike[str], ends: tuple[Endpoint, Endpoint] | None = None) -> list[Syscall]:
+    """:func:`parse` of an strace log file (a regular file: not a pipe or device that may
+    never end). Raises OSError when it cannot be read."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (an strace log is one)", os.fspath(path))
+    with open(path, errors="replace") as f:
+        return parse(_bounded_lines(f), ends)
+
+
+def _bounded_lines(f: TextIO) -> Iterator[str]:
+    while line := f.readline(MAX_LINE):
+        if not line.endswith("\n") and len(line) == MAX_LINE:
+            while (more := f.readline(MAX_LINE)) and not more.endswith("\n"):
+                pass
+            continue
+        yield line
+
+_LINE = re.compile(r"(?:(?P<pid>\d+)\s+|\[pid\s+(?P<tid>\d+)\]\s+)?(?P<sec>\d{1,12})\.(?P<frac>\d{1,9})\s+(?P<rest>.*)")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _START = re.compile(r"(?P<name>\w+)\((?P<args>.*)")
 _RESUMED = re.compile(r"<\.\.\. (?P<name>\w+) resumed>(?P<args>.*)")
 _RESULT = re.compile(r"\)\s+=\s+(?P<ret>-?\d+|\?)(?P<sock><[^ ]*>)?(?:\s+(?P<errno>E[A-Z0-9]+))?.*?"
@@ -48,6 +75,7 @@ class Syscall:
     result: int | None  # None: strace printed ? (the call never returned)
     error: str | None  # errno name when it failed
     detail: str = ""  # shutdown's SHUT_WR and such
+    socket: int = 0  # which socket: a number per socket the trace opened (an fd is reused)
 
     def text(self) -> str:
         """The call as the ladder prints it: ``send(10 B) = 10``, ``recv() = 0 (EOF)``."""
@@ -66,52 +94,76 @@ class Syscall:
         return f"{name}({args or self.detail}) = {outcome}{blocked}"
 
 
-def parse(lines: Iterable[str]) -> list[Syscall]:
-    """The TCP socket calls of an strace log, in order of their return. Lines that are
-    not calls (signals, exits) or not on a TCP socket are left out."""
+def parse(lines: Iterable[str], ends: tuple[Endpoint, Endpoint] | None = None) -> list[Syscall]:
+    """The TCP socket calls of an strace log, in order of their return; only those between
+    ``ends`` (either way round) when given. Lines that are not calls (signals, exits),
+    not on a TCP socket, or not understood are left out."""
     pending: dict[int, tuple[int, str, str]] = {}  # pid -> (start, name, args so far)
-    named: dict[tuple[int, int], tuple[Endpoint, Endpoint]] = {}  # (pid, fd) -> its ends
-    unnamed: dict[tuple[int, int], list[int]] = {}  # calls waiting for their socket's name
+    sockets: dict[tuple[int, int], int] = {}  # (pid, fd) -> the socket open there (a serial number)
+    named: dict[int, tuple[Endpoint, Endpoint]] = {}  # socket -> its ends
+    unnamed: dict[int, list[Syscall]] = {}  # socket -> its calls, until it has a name
     calls: list[Syscall] = []
+    serials = itertools.count()
+
+    def keep(call: Syscall) -> None:
+        if ends is None or (call.local, call.remote) in (ends, ends[::-1]):
+            calls.append(call)
+
     for line in lines:
-        m = _LINE.match(line.strip())
-        if not m:
+        try:
+            call = _line(line, pending, sockets, serials)
+        except (ValueError, OverflowError):  # digits beyond reason, an address that is none
             continue
-        pid = int(m["pid"] or 0)
-        ts = int(m["sec"]) * 1_000_000_000 + int((m["frac"] + "000000000")[:9])
-        rest = m["rest"]
-        if rest.endswith("<unfinished ...>"):
-            start = _START.match(rest)
-            if start and start["name"] in CALLS:
-                pending[pid] = (ts, start["name"], start["args"].removesuffix("<unfinished ...>"))
-            continue
-        resumed = _RESUMED.match(rest)
-        if resumed:
-            if pid not in pending or pending[pid][1] != resumed["name"]:
-                continue
-            ts, name, args = pending.pop(pid)
-            args += resumed["args"]
-        else:
-            start = _START.match(rest)
-            if not start or start["name"] not in CALLS:
-                continue
-            name, args = start["name"], start["args"]
-        call = _call(pid, ts, name, args)
         if call is None:
             continue
-        key = (pid, call.fd)
         if call.local is not None:
-            named[key] = (call.local, call.remote)
-            for k in unnamed.pop(key, ()):
-                calls[k] = _named(calls[k], call.local, call.remote)
-        elif key in named:
-            call = _named(call, *named[key])
+            named[call.socket] = (call.local, call.remote)
+            for waiting in unnamed.pop(call.socket, ()):
+                keep(replace(waiting, local=call.local, remote=call.remote))
+            keep(call)
+        elif call.socket in named:
+            keep(replace(call, local=named[call.socket][0], remote=named[call.socket][1]))
         else:
-            unnamed.setdefault(key, []).append(len(calls))
-        if name == "close":
-            named.pop(key, None)
-        calls.append(call)
-    return sorted((c for c in calls if c.local is not None), key=lambda c: c.end_ns)
+            unnamed.setdefault(call.socket, []).append(call)
+        if call.name == "close":  # the fd may be a new socket's next
+            sockets.pop((call.pid, call.fd), None)
+            named.pop(call.socket, None)
+            unnamed.pop(call.socket, None)  # never named: not a connection's
+    return sorted(calls, key=lambda c: c.end_ns)
+
+
+def _line(line: str, pending: dict[int, tuple[int, str, str]], sockets: dict[tuple[int, int], int],
+          serials: Iterator[int]) -> Syscall | None:
+    """The call a line ends (None: none, or not one of CALLS on a TCP socket)."""
+    m = _LINE.match(line.strip())
+    if not m:
+        return None
+    pid = int(m["pid"] or m["tid"] or 0)
+    ts = int(m["sec"]) * 1_000_000_000 + int((m["frac"] + "000000000")[:9])
+    rest = m["rest"]
+    if rest.endswith("<unfinished ...>"):
+        start = _START.match(rest)
+        if start and start["name"] in CALLS:
+            pending[pid] = (ts, start["name"], start["args"].removesuffix("<unfinished ...>"))
+        return None
+    resumed = _RESUMED.match(rest)
+    if resumed:
+        if pid not in pending or pending[pid][1] != resumed["name"]:
+            return None
+        ts, name, args = pending.pop(pid)
+        args += resumed["args"]
+    else:
+        start = _START.match(rest)
+        if not start or start["name"] not in CALLS:
+            return None
+        name, args = start["name"], start["args"]
+    call = _call(pid, ts, name, _STRING.sub('""', args))  # a payload may hold ") = "
+    if call is None:
+        return None
+    key = (pid, call.fd)
+    if key not in sockets or name in ("accept", "accept4"):
+        sockets[key] = next(serials)
+    return replace(call, socket=sockets[key])
 
 
 def _call(pid: int, ts: int, name: str, args: str) -> Syscall | None:
@@ -137,22 +189,26 @@ def _call(pid: int, ts: int, name: str, args: str) -> Syscall | None:
                    detail=how[0] if how else "")
 
 
-def _named(call: Syscall, local: Endpoint, remote: Endpoint) -> Syscall:
-    from dataclasses import replace
-
-    return replace(call, local=local, remote=remote)
-
-
 def _host(text: str) -> str:
-    return str(ipaddress.ip_address(text.strip("[]")))
+    """An address as the capture names it (an IPv4-mapped IPv6 one is the IPv4 on the wire)."""
+    ip = ipaddress.ip_address(text.strip("[]"))
+    return str(ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped else ip)
 
 
-def of_connection(calls: Iterable[Syscall], client: Endpoint, server: Endpoint) -> list[tuple[int, Syscall]]:
-    """(side, call) for the calls on this connection's sockets: side 0 the client's, 1 the server's."""
-    out = []
+def of_connection(calls: Iterable[Syscall], conn: TcpConnection) -> list[tuple[int, Syscall]]:
+    """(side, call) for the calls on this connection's sockets (side 0 the client's, 1 the
+    server's): sockets between its two ends whose calls overlap its time in the capture.
+    (The same ends a moment earlier or later are another connection's.)"""
+    by_socket: dict[int, list[tuple[int, Syscall]]] = {}
     for call in calls:
-        if (call.local, call.remote) == (client, server):
-            out.append((0, call))
-        elif (call.local, call.remote) == (server, client):
-            out.append((1, call))
-    return out
+        if (call.local, call.remote) == (conn.client, conn.server):
+            by_socket.setdefault(call.socket, []).append((0, call))
+        elif (call.local, call.remote) == (conn.server, conn.client):
+            by_socket.setdefault(call.socket, []).append((1, call))
+    first, last = conn.first_ts_ns, conn.last_ts_ns
+    out = []
+    for made in by_socket.values():
+        start, end = min(c.start_ns for _, c in made), max(c.end_ns for _, c in made)
+        if first is None or last is None or (start <= last and end >= first):
+            out += made
+    return sorted(out, key=lambda sc: sc[1].end_ns)

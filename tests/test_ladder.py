@@ -126,6 +126,7 @@ def test_a_truncated_capture_draws_what_it_holds(tmp_path):
     cut.write_bytes(data[: len(data) // 2 + 7])
     done = cli("ladder", str(cut))
     assert done.returncode == 0 and "▶" in done.stdout
+    assert done.stderr.startswith(f"warning: {cut}: ") and "cut short" in done.stderr
 
 
 def test_the_readme_shows_what_the_command_draws():
@@ -134,3 +135,38 @@ def test_the_readme_shows_what_the_command_draws():
     head = "".join(done.stdout.splitlines(keepends=True)[:20])
     shown = "$ sockinspect ladder tests/data/nagle/nagle-on.pcap --width 80 | head -20\n" + head + "```"
     assert done.returncode == 0 and shown in (ROOT / "README.md").read_text()
+
+
+def test_flags_are_tcpdumps_and_a_window_scale_beyond_14_counts_as_14():
+    lines = ladder(connection_packets(CORPUS / "tcpdump__accecn_handshake.pcap", 0), width=120)
+    assert [line.split("[")[1].split("]")[0] for line in lines if "▶" in line or "◀" in line][:4] == [
+        "SEW", "S.W", ".W", "P.E"]  # tcpdump -S: SYN with ECE and CWR, and so on
+    cp = connection_packets(CORPUS / "zeek__window-scale-range.pcap", 0)
+    assert max(cp.window) <= 65535 << 14
+
+
+@pytest.mark.parametrize("path", [p for p in captures() if p.stat().st_size < 1 << 20], ids=lambda p: p.name)
+def test_no_number_is_cut_and_every_arrow_shows_the_same_fields(path):
+    try:
+        count = len(analyze(path).tcp)
+    except CaptureFormatError:
+        pytest.skip("not a capture sockinspect reads")
+    for index in range(min(count, 3)):
+        for width in (80, 100):  # (at 60, 10-digit sequence numbers cannot all fit)
+            arrows = [line for line in ladder(connection_packets(path, index), width=width, every=True)
+                      if "▶│" in line or "│◀" in line]
+            assert not any("…" in line for line in arrows)
+            shown = {("win " in line, " len " in line or "len" not in line) for line in arrows}
+            assert len({win for win, _ in shown}) <= 1
+
+
+def test_a_zero_window_is_said_once_until_the_window_opens_again():
+    path = CORPUS / "zeek__206_example_b.pcap"
+    conn = max(analyze(path).tcp, key=lambda c: c.c2s.zero_windows + c.s2c.zero_windows)
+    lines = ladder(connection_packets(path, conn.index), width=140, every=True)
+    said = sum("zero window: the receiver's buffer is full" in line for line in lines)
+    opened = sum("the window opens again" in line for line in lines)
+    assert 0 < said < conn.c2s.zero_windows + conn.s2c.zero_windows
+    assert opened in (said, said - 1)  # the last may never open
+    summary = " ".join(lines[lines.index("") + 1:])
+    assert "retransmissions" in summary and "1 retransmissions" not in summary

@@ -3,10 +3,12 @@ ladder, and run-and-capture --syscalls recording them."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -53,7 +55,9 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_the_calls_of_each_socket_with_their_ends_results_and_times():
     calls = parse(THREADS.splitlines())
     client, server = Endpoint("127.0.0.1", 34292), Endpoint("127.0.0.1", 43967)
-    mine = of_connection(calls, client, server)
+    conn = SimpleNamespace(client=client, server=server, first_ts_ns=1796182611_200000000,
+                           last_ts_ns=1796182611_230000000)
+    mine = of_connection(calls, conn)
     assert [(side, c.name, c.result, c.error) for side, c in mine] == [
         (0, "connect", 0, None),  # named by the client's next call on that socket
         (1, "accept4", 4, None),
@@ -75,7 +79,7 @@ def test_the_calls_of_each_socket_with_their_ends_results_and_times():
 
 def test_the_ladder_shows_the_second_write_return_while_its_segment_waits_for_the_ack():
     cp = connection_packets(NAGLE_PCAP, 0)
-    calls = of_connection(parse(NAGLE_TRACE.read_text().splitlines()), cp.connection.client, cp.connection.server)
+    calls = of_connection(parse(NAGLE_TRACE.read_text().splitlines()), cp.connection)
     assert {side for side, _ in calls} == {0, 1}
     lines = ladder(cp, width=110, every=True, calls=calls)
     rows = [line for line in lines if "•" in line]
@@ -114,3 +118,56 @@ def test_run_and_capture_records_the_calls_the_ladder_sets_beside_the_packets(tm
     assert drawn.returncode == 0, drawn.stderr
     for call in ("connect(", "accept() = ", "send(", "recv() = ", "close() = 0"):
         assert call in drawn.stdout, call
+
+
+def test_hostile_and_odd_lines_are_skipped_or_read_right():
+    sock = "4<TCP:[127.0.0.1:43967->127.0.0.1:34292]>"
+    lines = [
+        f'7 1796182611.214677 recvfrom({sock}, "f(2) = 4 ERANGE\\n", 1024, 0, NULL, NULL) = 16 <0.000044>',
+        '[pid 8] 1796182611.214800 sendto(5<TCP:[[::ffff:127.0.0.1]:5000->[::ffff:127.0.0.1]:6000]>, "x", 1, 0, '
+        'NULL, 0) = 1 <0.000010>',
+        '1 1796183575.5 sendto(3<TCP:[999.1.1.1:1->1.1.1.1:2]>, "", 0) = 0 <0.1>',
+        '1 1796183575.5 accept4(3<TCP:[1.1.1.1:1]>, NULL) = ?<TCP:[1.1.1.1:1->2.2.2.2:2]>',
+        "1 1796183575.5 sendto(" + "9" * 5000 + "<TCP:[1.1.1.1:1->2.2.2.2:2]>, \"\", 0) = 0 <0.1>",
+        '1 1796183575.5 sendto(3<TCP:[1.1.1.1:1->2.2.2.2:2]>, "", 0) = 0 <' + "9" * 5000 + '.1>',
+        "garbage", "", "\x00\xff" * 100,
+    ]
+    calls = parse(lines)
+    assert [(c.name, c.result, c.error) for c in calls] == [("recvfrom", 16, None), ("sendto", 1, None)]
+    assert calls[1].pid == 8 and calls[1].local == Endpoint("127.0.0.1", 5000)  # as the capture names it
+
+
+def test_a_socket_is_told_from_the_next_on_its_fd_and_from_the_same_ends_later():
+    refused = [  # connect refused, the fd closed, then a new socket on fd 3 that connects
+        '1 1796182611.100000 connect(3<TCP:[398300]>, {sa_family=AF_INET, sin_port=htons(9), '
+        'sin_addr=inet_addr("127.0.0.1")}, 16) = -1 ECONNREFUSED (Connection refused) <0.000100>',
+        "1 1796182611.100200 close(3<TCP:[398300]>) = 0 <0.000010>",
+        '1 1796182611.200000 connect(3<TCP:[398303]>, {sa_family=AF_INET, sin_port=htons(7), '
+        'sin_addr=inet_addr("127.0.0.1")}, 16) = 0 <0.000100>',
+        '1 1796182611.200300 sendto(3<TCP:[127.0.0.1:5000->127.0.0.1:7]>, "a", 1, 0, NULL, 0) = 1 <0.000010>',
+        "1 1796182611.200400 close(3<TCP:[127.0.0.1:5000->127.0.0.1:7]>) = 0 <0.000010>",
+        '1 1796182612.000000 connect(3<TCP:[398309]>, {sa_family=AF_INET, sin_port=htons(7), '
+        'sin_addr=inet_addr("127.0.0.1")}, 16) = 0 <0.000100>',  # the same ends, a second later
+        '1 1796182612.000300 sendto(3<TCP:[127.0.0.1:5000->127.0.0.1:7]>, "b", 1, 0, NULL, 0) = 1 <0.000010>',
+    ]
+    calls = parse(refused)
+    assert [c.name for c in calls] == ["connect", "sendto", "close", "connect", "sendto"]
+    first = SimpleNamespace(client=Endpoint("127.0.0.1", 5000), server=Endpoint("127.0.0.1", 7),
+                            first_ts_ns=1796182611_200050000, last_ts_ns=1796182611_200500000)
+    assert [c.start_ns for _, c in of_connection(calls, first)] == [1796182611_200000000, 1796182611_200300000,
+                                                                    1796182611_200400000]
+
+
+def test_the_command_takes_bounded_input_and_any_terminal(tmp_path):
+    done = cli("ladder", str(NAGLE_PCAP), "--syscalls", "/dev/zero")
+    assert done.returncode == 2 and "not a regular file" in done.stderr and len(done.stderr.splitlines()) == 1
+    long = tmp_path / "long.strace"
+    long.write_text("1 1796182611.1 sendto(" + "x" * 300_000 + "\n" + NAGLE_TRACE.read_text())
+    twice = cli("ladder", str(NAGLE_PCAP), "--syscalls", str(long), "--syscalls", str(long), "--all")
+    once = cli("ladder", str(NAGLE_PCAP), "--syscalls", str(NAGLE_TRACE), "--all")
+    assert twice.returncode == 0 and twice.stdout == once.stdout and "•" in once.stdout
+    wide = cli("ladder", str(NAGLE_PCAP), "--width", "99999999999999999999")
+    assert wide.returncode == 0 and max(len(line) for line in wide.stdout.splitlines()) <= 1000
+    plain = subprocess.run([sys.executable, "-m", "sockinspect", "ladder", str(NAGLE_PCAP)], capture_output=True,
+                           timeout=120, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert plain.returncode == 0 and plain.stdout.isascii() and b"|" in plain.stdout

@@ -71,13 +71,15 @@ class Engine:
     packet the rules single out: "retransmission", "zero_window", "window_full",
     "delayed_ack" (value: its delay in ns), in the order the engine found them; and
     "connection" for every TCP packet (value: the index of its connection's record).
+    ``record_only``: make the record of the connection whose first packet has this
+    number, and of no other (one connection looked at closely, see sockinspect._packets).
     ``on_connection``: called with each TCP connection's record as it retires, which
     the engine then forgets (memory follows the connections open at once); without
     it, :meth:`finish` returns them all."""
 
     def __init__(self, compiled: bool = False, ack_log: list | None = None,
                  on_connection: Callable[[TcpConnection], None] | None = None,
-                 notes: list[tuple[int, str, int]] | None = None) -> None:
+                 notes: list[tuple[int, str, int]] | None = None, record_only: int | None = None) -> None:
         compiled = compiled or jit.compiled()  # once compiled, the kernels are numba's
         if compiled:
             jit.compile_kernels()
@@ -116,6 +118,7 @@ class Engine:
         self._retiring: list[int] = []
         self._scanned_at = NO_MAX  # the clock when expired connections were last looked for
         self.on_connection = on_connection
+        self.record_only = record_only
         self.connections: list[TcpConnection] = []
         self._names: list[str] = []  # by address id
         self._named = 0  # rows of A named so far
@@ -329,6 +332,8 @@ class Engine:
         hist = Histograms(out[:taken], c, lambda d: sender[d][acks.T_MSS] if sender[d][acks.T_HAS_MSS] else None)
         names, vlans = self._address_names(), self._vlan_names()
         for k, (slot, row) in enumerate(zip(slots, rows, strict=True)):
+            if self.record_only is not None and row[tcp.C_FIRST_PKT] != self.record_only:
+                continue
             record = self._connection(slot, row, D[2 * k: 2 * k + 2], T[2 * k: 2 * k + 2], hist, names, vlans)
             if self.on_connection is None:
                 self.connections.append(record)
