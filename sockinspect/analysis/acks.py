@@ -53,7 +53,6 @@ from .jit import kernel
 from .tables import (
     EV_ACK_LOG,
     EV_STALL,
-    G_EVENTS,
     G_HOLE_FREE,
     G_LOG,
     G_SEG_FREE,
@@ -72,6 +71,7 @@ from .tables import (
     SEG_PKT,
     SEG_TS,
     capped_sum,
+    event,
     note,
 )
 
@@ -275,9 +275,7 @@ def stall(t, d, ts, number, EV, G):  # noqa: ANN001, ANN201
         t[T_STALL_NS] = capped_sum(t[T_STALL_NS], ts - t[T_PEND_DATA_TS])
         if t[T_LISTED] < MAX_STALLS_LISTED:
             t[T_LISTED] += 1
-            e = EV[G[0][G_EVENTS]]
-            G[0][G_EVENTS] += 1
-            e[0] = EV_STALL
+            e = event(EV, G, EV_STALL)
             e[1] = d
             e[2] = t[T_PEND_DATA_PKT]
             e[3] = t[T_PEND_ACK_PKT]
@@ -346,9 +344,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     if covered == 0:
         return
     if G[0][G_LOG]:
-        e = EV[G[0][G_EVENTS]]
-        G[0][G_EVENTS] += 1
-        e[0] = EV_ACK_LOG
+        e = event(EV, G, EV_ACK_LOG)
         e[1] = number
         e[2] = first_pkt
         e[3] = last_pkt

@@ -46,12 +46,19 @@ HOLE_WIDTH = 3
 
 
 @kernel
+def event(EV, G, kind):  # noqa: ANN001, ANN201
+    """The next row of EV, for an event of ``kind`` (its values go in after it)."""
+    e = EV[G[0][G_EVENTS]]
+    G[0][G_EVENTS] += 1
+    e[0] = kind
+    return e
+
+
+@kernel
 def note(EV, G, number, what, value):  # noqa: ANN001, ANN201
     """An EV_NOTE of packet ``number``, when G_LOG asks for them."""
     if G[0][G_LOG]:
-        e = EV[G[0][G_EVENTS]]
-        G[0][G_EVENTS] += 1
-        e[0] = EV_NOTE
+        e = event(EV, G, EV_NOTE)
         e[1] = number
         e[2] = what
         e[3] = value

@@ -47,6 +47,7 @@ from .tables import (
     NOTE_WINDOW_FULL,
     NOTE_ZERO_WINDOW,
     capped_sum,
+    event,
     note,
 )
 
@@ -254,9 +255,7 @@ def retire(by_key, half_open, C, HT, G, EV, slot):  # noqa: ANN001, ANN201
         reply_done(c, slot, HT, G)
     drop(by_key, half_open, C, slot)
     c[C_LIVE] = RETIRING
-    e = EV[G[0][G_EVENTS]]
-    G[0][G_EVENTS] += 1
-    e[0] = EV_RETIRE
+    e = event(EV, G, EV_RETIRE)
     e[1] = slot
 
 
