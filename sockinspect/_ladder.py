@@ -16,7 +16,6 @@ from ._syscalls import RECEIVES, SENDS, Syscall
 
 MIN_WIDTH = 60
 MAX_WIDTH = 1000  # a wider one is drawn this wide
-LONG_NS = 999_999 * 10**6  # a connection longer than this has its times in s, not ms (they stay 10 wide)
 COLLAPSE_MIN = 8  # unremarkable packets in a row (a bulk run) shown as one line from this many
 TIME_WIDTH = 21  # "  12345.678  +12.345 ": ms since the first packet, since the previous one
 # tcpdump's letters, in its order (the bits' order): [S.] SYN/ACK, [FP.] FIN/PSH/ACK, [SEW] ECN setup
@@ -42,8 +41,7 @@ def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, eve
     notes = _notes(cp)
     times = [t for t in cp.ts_ns if t is not None]
     t0 = times[0] if times else None
-    scale = 1e6 if not times or max(times) - min(times) < LONG_NS else 1e9  # ms, or s for a long connection
-    lines = _header(c, width, band, ch, "ms" if scale == 1e6 else "s")
+    lines = _header(c, width, band, ch)
     previous = None
     for item in _items(_events(cp, calls), cp, notes, every):
         if isinstance(item, _Run):
@@ -58,8 +56,8 @@ def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, eve
         ts = item.ts
         clock = " " * TIME_WIDTH
         if ts is not None and t0 is not None:
-            gap = "" if previous is None else _number((ts - previous) / scale, 9, "+")
-            clock = f"{_number((ts - t0) / scale, 10)} {gap:>9}".ljust(TIME_WIDTH)
+            gap = "" if previous is None else _number((ts - previous) / 1e6, 9, "+")
+            clock = f"{_number((ts - t0) / 1e6, 10)} {gap:>9}".ljust(TIME_WIDTH)
             previous = ts
         if item.call is not None:
             lines.append(_fit(clock + _call_row(item.call.text(), item.side, band, ch), width))
@@ -79,7 +77,7 @@ def ladder(cp: ConnectionPackets, width: int = 80, ascii_only: bool = False, eve
     return lines
 
 
-def _header(c: TcpConnection, width: int, band: int, ch: dict[str, str], unit: str) -> list[str]:
+def _header(c: TcpConnection, width: int, band: int, ch: dict[str, str]) -> list[str]:
     client, server = f"client {c.client}", f"server {c.server}"
     head = " " * TIME_WIDTH + client.ljust(band - len(server)) + server if len(client) + len(server) < band else ""
     lines = textwrap.wrap(f"TCP connection {c.index}: {c.client} -> {c.server}, {c.packets} packets, state "
@@ -88,7 +86,7 @@ def _header(c: TcpConnection, width: int, band: int, ch: dict[str, str], unit: s
         lines += [_fit(" " * TIME_WIDTH + client, width), _fit(" " * TIME_WIDTH + server.rjust(band), width)]
     else:
         lines.append(_fit(head, width))
-    lines.append(_fit(f"{unit:>10} {'+gap':>9}".ljust(TIME_WIDTH) + ch["line"] + " " * (band - 2) + ch["line"], width))
+    lines.append(_fit(f"{'ms':>10} {'+gap':>9}".ljust(TIME_WIDTH) + ch["line"] + " " * (band - 2) + ch["line"], width))
     return lines
 
 

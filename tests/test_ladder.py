@@ -170,3 +170,12 @@ def test_a_zero_window_is_said_once_until_the_window_opens_again():
     assert opened in (said, said - 1)  # the last may never open
     summary = " ".join(lines[lines.index("") + 1:])
     assert "retransmissions" in summary and "1 retransmissions" not in summary
+
+
+def test_times_keep_their_digits_before_their_decimals():
+    from sockinspect._ladder import _number
+
+    assert _number(0.0125, 10) == "     0.013" and _number(15010.25, 9, "+") == " +15010.2"
+    assert _number(86_400_000.4, 10) == "86400000.4" and _number(123_456_789.4, 10) == " 123456789"
+    assert _number(-3.5, 9, "+") == "   -3.500"
+    assert _number(1e12, 10) == "         #"  # a clock that jumped decades
