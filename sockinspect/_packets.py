@@ -66,58 +66,15 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
             progress: Progress | None) -> ConnectionPackets:
     client = (_address(conn.client.addr), conn.client.port)
     server = (_address(conn.server.addr), conn.server.port)
-    # Every packet between these two endpoints up to the connection's last, each with the
-    # capture's clock before it (its latest TCP timestamp): earlier connections on the same
-    # ports (or on other VLANs) and the clock decide where this one begins and ends.
-    fed: list[tuple[int | None, Packet]] = []
-    clock = None
-    reader = CaptureReader(path, max_inflation)
-    decoder = Decoder()
-    for number, frame in enumerate(reader, 1):
-        if number > conn.last_packet:
-            break
-        if progress is not None and not number % PROGRESS_EVERY:
-            progress(reader.position(), reader.size)
-        pkt = decoder.decode(frame, number)
-        if type(pkt) is not Packet or pkt.proto != TCP:
-            continue
-        if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
-            fed.append((clock, pkt))
-        if pkt.ts_ns is not None:
-            ts = max(-TIME_CAP, min(TIME_CAP, pkt.ts_ns))
-            clock = ts if clock is None else max(clock, ts)
-    log: list = []
-    notes: list[tuple[int, str, int]] = []
-    large = len(fed) >= COMPILED_FROM and (jit.compiled() or (jit.available() and jit.cache_ready()))
-    ours: list[TcpConnection] = []  # the engine makes this connection's record only
-    engine = Engine(compiled=large, ack_log=log, notes=notes, on_connection=ours.append,
-                    record_only=conn.first_packet)
-    chunk: list[Packet] = []
-    own = None  # the clock the packets fed so far set themselves
-    for before, pkt in fed:
-        if before is not None and (own is None or before > own):  # other packets moved the clock on
-            engine.feed_chunk(chunk)
-            chunk = []
-            engine.G[0][G_CLOCK] = max(int(engine.G[0][G_CLOCK]), before)
-            own = before
-        chunk.append(pkt)
-        if pkt.ts_ns is not None:
-            ts = max(-TIME_CAP, min(TIME_CAP, pkt.ts_ns))
-            own = ts if own is None else max(own, ts)
-        if len(chunk) == CHUNK_PACKETS:
-            engine.feed_chunk(chunk)
-            chunk = []
-    engine.feed_chunk(chunk)
-    engine.finish()
-    again = ours[0] if ours else None
+    fed = _between(path, client, server, conn.last_packet, max_inflation, progress)
+    again, notes, log = _alone(fed, conn.first_packet)
     if again is None:
         raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
     mine = {n for n, what, index in notes if what == "connection" and index == again.index}
     kept = [p for _before, p in fed if p.number in mine]
-    notes = [note for note in notes if note[0] in mine and note[1] != "connection"]
     side = [0 if (p.src, p.sport) == client else 1 for p in kept]
     base = [_base(kept, side, s) for s in (0, 1)]
-    scales = (again.c2s.wscale, again.s2c.wscale) if again.client.port == conn.client.port else (None, None)
+    scales = (again.c2s.wscale, again.s2c.wscale)
     shift = tuple(min(x, MAX_WSCALE) for x in scales) if None not in scales else (0, 0)
     return ConnectionPackets(
         connection=replace(again, index=conn.index),
@@ -129,9 +86,66 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
         ack=[(p.ack - base[1 - s]) & M32 for p, s in zip(kept, side, strict=True)],
         length=[p.payload_len for p in kept],
         window=[p.window if p.flags & SYN else p.window << shift[s] for p, s in zip(kept, side, strict=True)],
-        notes=notes,
+        notes=[note for note in notes if note[0] in mine and note[1] != "connection"],
         ack_delays={entry[0]: entry[4] for entry in log if entry[0] in mine},
     )
+
+
+def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tuple[bytes, int], last: int,
+             max_inflation: int, progress: Progress | None) -> list[tuple[int | None, Packet]]:
+    """Every TCP packet between these two ends up to packet ``last``, each with the
+    capture's clock before it (its latest TCP timestamp): earlier connections on the same
+    ports (or on other VLANs) and the clock decide where the connection begins and ends."""
+    fed: list[tuple[int | None, Packet]] = []
+    clock = None
+    reader = CaptureReader(path, max_inflation)
+    decoder = Decoder()
+    for number, frame in enumerate(reader, 1):
+        if number > last:
+            break
+        if progress is not None and not number % PROGRESS_EVERY:
+            progress(reader.position(), reader.size)
+        pkt = decoder.decode(frame, number)
+        if type(pkt) is not Packet or pkt.proto != TCP:
+            continue
+        if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
+            fed.append((clock, pkt))
+        if pkt.ts_ns is not None:
+            clock = max(clock, _clamped(pkt.ts_ns)) if clock is not None else _clamped(pkt.ts_ns)
+    return fed
+
+
+def _alone(fed: list[tuple[int | None, Packet]], first_packet: int
+           ) -> tuple[TcpConnection | None, list[tuple[int, str, int]], list]:
+    """The engine's record of the connection whose first packet is ``first_packet``, its
+    notes and its ACK log, from these packets with the clock as the whole capture set it."""
+    log: list = []
+    notes: list[tuple[int, str, int]] = []
+    ours: list[TcpConnection] = []
+    large = len(fed) >= COMPILED_FROM and (jit.compiled() or (jit.available() and jit.cache_ready()))
+    engine = Engine(compiled=large, ack_log=log, notes=notes, on_connection=ours.append, record_only=first_packet)
+    chunk: list[Packet] = []
+    own = None  # the clock the packets fed so far set themselves
+    for before, pkt in fed:
+        if before is not None and (own is None or before > own):  # other packets moved the clock on
+            engine.feed_chunk(chunk)
+            chunk = []
+            engine.G[0][G_CLOCK] = max(int(engine.G[0][G_CLOCK]), before)
+            own = before
+        chunk.append(pkt)
+        if pkt.ts_ns is not None:
+            own = max(own, _clamped(pkt.ts_ns)) if own is not None else _clamped(pkt.ts_ns)
+        if len(chunk) == CHUNK_PACKETS:
+            engine.feed_chunk(chunk)
+            chunk = []
+    engine.feed_chunk(chunk)
+    engine.finish()
+    return (ours[0] if ours else None), notes, log
+
+
+def _clamped(ts: int) -> int:
+    """A timestamp as the engine holds it (see .analysis.tables.TIME_CAP)."""
+    return max(-TIME_CAP, min(TIME_CAP, ts))
 
 
 def _base(kept: list[Packet], side: list[int], s: int) -> int:
