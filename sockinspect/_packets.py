@@ -16,7 +16,7 @@ from ._read import MAX_INFLATION, CaptureReader
 from ._record import record
 from .analysis import jit
 from .analysis.engine import CHUNK_PACKETS, Engine
-from .analysis.tables import G_CLOCK, TIME_CAP
+from .analysis.tables import G_CLOCK, clamped
 from .errors import CaptureFormatError
 
 M32 = 0xFFFFFFFF
@@ -111,7 +111,7 @@ def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tu
         if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
             fed.append((clock, pkt))
         if pkt.ts_ns is not None:
-            clock = max(clock, _clamped(pkt.ts_ns)) if clock is not None else _clamped(pkt.ts_ns)
+            clock = max(clock, clamped(pkt.ts_ns)) if clock is not None else clamped(pkt.ts_ns)
     return fed
 
 
@@ -134,18 +134,13 @@ def _alone(fed: list[tuple[int | None, Packet]], first_packet: int
             own = before
         chunk.append(pkt)
         if pkt.ts_ns is not None:
-            own = max(own, _clamped(pkt.ts_ns)) if own is not None else _clamped(pkt.ts_ns)
+            own = max(own, clamped(pkt.ts_ns)) if own is not None else clamped(pkt.ts_ns)
         if len(chunk) == CHUNK_PACKETS:
             engine.feed_chunk(chunk)
             chunk = []
     engine.feed_chunk(chunk)
     engine.finish()
     return (ours[0] if ours else None), notes, log
-
-
-def _clamped(ts: int) -> int:
-    """A timestamp as the engine holds it (see .analysis.tables.TIME_CAP)."""
-    return max(-TIME_CAP, min(TIME_CAP, ts))
 
 
 def _base(kept: list[Packet], side: list[int], s: int) -> int:

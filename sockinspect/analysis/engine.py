@@ -48,8 +48,8 @@ from .tables import (
     NONE,
     SEG_NEXT,
     SEG_WIDTH,
-    TIME_CAP,
     capped_sum,
+    clamped,
     grow,
     link_free,
     new_table,
@@ -170,8 +170,7 @@ class Engine:
         (number, ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
          options) = zip(*pkts, strict=True)
         has_ts = [t is not None for t in ts]
-        ts = [0 if t is None else (t if -TIME_CAP <= t <= TIME_CAP else (TIME_CAP if t > 0 else -TIME_CAP))
-              for t in ts]
+        ts = [0 if t is None else clamped(t) for t in ts]
         addrs, vlans, parsed = self._addrs, self._vlans, self._options
         src = [addrs.setdefault(a, len(addrs)) for a in src]
         dst = [addrs.setdefault(a, len(addrs)) for a in dst]

@@ -45,6 +45,11 @@ HOLE_LO, HOLE_HI, HOLE_NEXT = range(3)
 HOLE_WIDTH = 3
 
 
+def clamped(ts: int) -> int:
+    """A timestamp as the engine holds it: within +-TIME_CAP."""
+    return max(-TIME_CAP, min(TIME_CAP, ts))
+
+
 @kernel
 def event(EV, G, kind):  # noqa: ANN001, ANN201
     """The next row of EV, for an event of ``kind`` (its values go in after it)."""
