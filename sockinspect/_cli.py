@@ -40,7 +40,8 @@ from ._documents import (
 from ._lab import lab_answers
 from ._ladder import COLLAPSE_MIN, MAX_WIDTH, MIN_WIDTH, UNICODE_CHARS, ladder
 from ._model import Capture, Selection, TcpConnection, UdpFlow
-from ._packets import connection_packets
+from ._packets import ConnectionPackets, connection_packets
+from ._plot import FORMATS, KINDS, figure, output_format, save
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
 from ._run import (
@@ -59,6 +60,7 @@ from ._run import (
 from ._scenarios import SCENARIOS, Options
 from ._schema import for_document
 from ._schema import load as load_schema
+from ._series import sender_with_more_data
 from ._syscalls import STRACE_ARGS, of_connection
 from ._syscalls import read as read_syscalls
 from .analysis import jit
@@ -155,6 +157,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"every packet (default: runs of {COLLAPSE_MIN} or more unremarkable packets, as in a "
                     "bulk transfer, are one line)")
     ld.set_defaults(run=_cmd_ladder)
+
+    pl = sub.add_parser(
+        "plot",
+        help="plot one TCP connection: time-sequence graph, ACK delays, window, throughput (PNG, SVG, PDF)",
+        description="Plot one direction of TCP connection N of a capture. tsg: a time-sequence graph in the "
+        "Stevens/tcptrace style (data segments as bars of sequence space against time, the ACK line, the "
+        "receive window's right edge, SACK blocks, retransmissions in red, delayed ACKs and stalls marked); "
+        "ack-delay: each ACK's delay, against Linux's delayed-ACK timer; window: the window announced and the "
+        "bytes in flight; throughput: sliding throughput and goodput.",
+    )
+    pl.add_argument("file", metavar="FILE", help="capture file (pcap, pcapng, optionally gzip)")
+    pl.add_argument("--connection", type=_index, default=0, metavar="N",
+                    help="the connection (the # column of analyze; default 0)")
+    pl.add_argument("-o", "--output", required=True, type=_plot_file, metavar="PLOT",
+                    help=f"the file to write: {', '.join('.' + f for f in FORMATS)} (the format follows the name)")
+    pl.add_argument("--kind", choices=KINDS, default="tsg", help="what to plot (default tsg)")
+    pl.add_argument("--direction", choices=("c2s", "s2c"),
+                    help="whose data: c2s the client's, s2c the server's (default: the direction with more data)")
+    pl.set_defaults(run=_cmd_plot)
 
     ck = sub.add_parser(
         "check",
@@ -525,11 +546,13 @@ def _width(args: argparse.Namespace) -> int | None:
     return None if getattr(args, "wide", False) else shutil.get_terminal_size().columns
 
 
-def _cmd_ladder(args: argparse.Namespace) -> int:
+def _connection_packets(args: argparse.Namespace) -> ConnectionPackets | None:
+    """Connection ``args.connection``'s packets, with progress and warnings on stderr;
+    None when they cannot be had (said in one line)."""
     if is_fifo(args.file) or args.file == "-":
-        print("sockinspect ladder: error: the capture is read twice, so it must be a file, not a pipe",
+        print(f"sockinspect {args.command}: error: the capture is read twice, so it must be a file, not a pipe",
               file=sys.stderr)
-        return 2
+        return None
     progress = _progress_printer(args.file)
     again = _progress_printer(f"{args.file} again, for connection {args.connection}'s packets")
     try:
@@ -542,9 +565,45 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     if problem:
         print(f"sockinspect: {problem}", file=sys.stderr)
-        return 2
+        return None
     for warning in packets.warnings:
         print(f"warning: {args.file}: {warning}", file=sys.stderr)
+    return packets
+
+
+def _plot_file(text: str) -> str:
+    try:
+        output_format(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("sockinspect plot: error: plots need matplotlib: pip install matplotlib", file=sys.stderr)
+        return 2
+    packets = _connection_packets(args)
+    if packets is None:
+        return 2
+    sender = {"c2s": 0, "s2c": 1}[args.direction] if args.direction else sender_with_more_data(packets)
+    fig = figure(packets, args.kind, sender, os.path.basename(args.file))
+    try:
+        save(fig, args.output)
+    except OSError as exc:
+        print(f"sockinspect: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {args.kind} of connection {args.connection}, "
+          f"{'client to server' if sender == 0 else 'server to client'}")
+    return 0
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    packets = _connection_packets(args)
+    if packets is None:
+        return 2
     conn = packets.connection
     calls = []
     for trace in dict.fromkeys(os.path.realpath(t) for t in args.syscalls or ()):  # each once

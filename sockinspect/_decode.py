@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from ._fragments import OVER_LIMIT, Reassembler
@@ -59,7 +60,7 @@ class Packet(NamedTuple):
     flags: int
     window: int
     payload_len: int
-    options: bytes  # raw TCP options of SYN segments (what the analysis reads); b"" otherwise
+    options: bytes  # raw TCP options of SYN segments (what the analysis reads); b"" otherwise (see Decoder)
 
 
 class Defect(NamedTuple):
@@ -117,11 +118,13 @@ class Decoder:
     (all packets of a connection fall in the same share, whatever their direction
     or VLAN), so n processes can each rebuild one share of a capture; packets of
     other shares become ``OTHER_SHARE``, once they are known to be well-formed
-    (so every process sees the same defects)."""
+    (so every process sees the same defects). ``all_options``: keep the TCP options of
+    every segment, not only of SYNs (for their SACK blocks)."""
 
-    def __init__(self, share: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, share: tuple[int, int] = (0, 1), all_options: bool = False) -> None:
         self.fragments = Reassembler()
         self._share, self._shares = share
+        self._all_options = all_options
 
     def decode(self, frame: Frame, number: int) -> Packet | Defect:
         ts, linktype, wirelen, data, off, caplen = frame
@@ -138,7 +141,8 @@ class Decoder:
                         return OTHER_SHARE
                     avail = wirelen - 14
                     length = (total if total <= avail else avail) - 20 if total else end - t
-                    options = data[t + 20 : min(end, t + hlen)] if flags & SYN and hlen > 20 else b""
+                    keep = hlen > 20 and (flags & SYN or self._all_options)
+                    options = data[t + 20 : min(end, t + hlen)] if keep else b""
                     payload = length - hlen
                     return _new(Packet, (number, ts, wirelen, (), src, dst, TCP, sport, dport, seq, ack, flags,
                                          window, payload if payload > 0 else 0, options))
@@ -328,7 +332,8 @@ class Decoder:
             hlen = (off_byte >> 4) * 4
             if hlen < 20:
                 return Defect("bad_tcp_header", "TCP data offset below 20 bytes", True)
-            options = data[start + 20 : min(end, start + hlen)] if flags & SYN and hlen > 20 else b""
+            keep = hlen > 20 and (flags & SYN or self._all_options)
+            options = data[start + 20 : min(end, start + hlen)] if keep else b""
             payload = length - hlen
         else:
             if end - start < 8:
@@ -352,23 +357,30 @@ class SynOptions(NamedTuple):
     timestamps: bool
 
 
-def parse_syn_options(options: bytes) -> SynOptions:
-    """Parse MSS, window scale, SACK-permitted and timestamps from raw TCP options."""
-    mss = wscale = None
-    sack = ts = False
+def _walk_options(options: bytes) -> Iterator[tuple[int, int, int]]:
+    """(kind, start, size) of each TCP option, up to End of List or the first malformed one."""
     i, n = 0, len(options)
     while i < n:
         kind = options[i]
         if kind == 0:
-            break
+            return
         if kind == 1:
             i += 1
             continue
         if i + 1 >= n:
-            break
+            return
         size = options[i + 1]
         if size < 2 or i + size > n:
-            break
+            return
+        yield kind, i, size
+        i += size
+
+
+def parse_syn_options(options: bytes) -> SynOptions:
+    """Parse MSS, window scale, SACK-permitted and timestamps from raw TCP options."""
+    mss = wscale = None
+    sack = ts = False
+    for kind, i, size in _walk_options(options):
         if kind == 2 and size == 4:
             mss = _u16(options, i + 2)[0]
         elif kind == 3 and size == 3:
@@ -377,5 +389,12 @@ def parse_syn_options(options: bytes) -> SynOptions:
             sack = True
         elif kind == 8:
             ts = True
-        i += size
     return SynOptions(mss, wscale, sack, ts)
+
+
+def parse_sack_blocks(options: bytes) -> tuple[tuple[int, int], ...]:
+    """The SACK option's blocks (RFC 2018), (left edge, right edge) as sent; () without one."""
+    for kind, i, size in _walk_options(options):
+        if kind == 5:
+            return tuple(struct.unpack_from("!II", options, j) for j in range(i + 2, i + size - 7, 8))
+    return ()

@@ -10,7 +10,7 @@ import socket
 from dataclasses import replace
 
 from ._analyze import PROGRESS_EVERY, Progress, analyze
-from ._decode import SYN, TCP, Decoder, Packet
+from ._decode import SYN, TCP, Decoder, Packet, parse_sack_blocks
 from ._model import TcpConnection
 from ._read import MAX_INFLATION, CaptureReader
 from ._record import record
@@ -37,8 +37,9 @@ class ConnectionPackets:
     ack: list[int]  # relative to the peer's initial sequence number
     length: list[int]  # payload bytes
     window: list[int]  # the receive window announced: scaled when both SYNs offered window scaling
+    sack: list[tuple[tuple[int, int], ...]]  # SACK blocks (left, right), relative as ack is
     notes: list[tuple[int, str, int]]  # (packet number, kind, value): what the engine noticed
-    ack_delays: dict[int, int]  # ACK packet number -> ns since the last data segment it newly covers
+    ack_delays: dict[int, int]  # ACK packet number -> ns since the earliest data segment it newly covers
     warnings: tuple[str, ...] = ()  # the capture's (a truncated file, say)
 
 
@@ -66,7 +67,7 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
             progress: Progress | None) -> ConnectionPackets:
     client = (_address(conn.client.addr), conn.client.port)
     server = (_address(conn.server.addr), conn.server.port)
-    fed = _between(path, client, server, conn.last_packet, max_inflation, progress)
+    fed, sacks = _between(path, client, server, conn.last_packet, max_inflation, progress)
     again, notes, log = _alone(fed, conn.first_packet)
     if again is None:
         raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
@@ -86,20 +87,25 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
         ack=[(p.ack - base[1 - s]) & M32 for p, s in zip(kept, side, strict=True)],
         length=[p.payload_len for p in kept],
         window=[p.window if p.flags & SYN else p.window << shift[s] for p, s in zip(kept, side, strict=True)],
+        sack=[tuple(((left - base[1 - s]) & M32, (right - base[1 - s]) & M32) for left, right in sacks[p.number])
+              if p.number in sacks else () for p, s in zip(kept, side, strict=True)],
         notes=[note for note in notes if note[0] in mine and note[1] != "connection"],
-        ack_delays={entry[0]: entry[4] for entry in log if entry[0] in mine},
+        ack_delays=_ack_delays(log, mine, {p.number: p.ts_ns for p in kept}),
     )
 
 
 def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tuple[bytes, int], last: int,
-             max_inflation: int, progress: Progress | None) -> list[tuple[int | None, Packet]]:
+             max_inflation: int, progress: Progress | None
+             ) -> tuple[list[tuple[int | None, Packet]], dict[int, tuple[tuple[int, int], ...]]]:
     """Every TCP packet between these two ends up to packet ``last``, each with the
     capture's clock before it (its latest TCP timestamp): earlier connections on the same
-    ports (or on other VLANs) and the clock decide where the connection begins and ends."""
+    ports (or on other VLANs) and the clock decide where the connection begins and ends.
+    And the SACK blocks of those that carry some, by packet number."""
     fed: list[tuple[int | None, Packet]] = []
+    sacks: dict[int, tuple[tuple[int, int], ...]] = {}
     clock = None
     reader = CaptureReader(path, max_inflation)
-    decoder = Decoder()
+    decoder = Decoder(all_options=True)
     for number, frame in enumerate(reader, 1):
         if number > last:
             break
@@ -109,10 +115,15 @@ def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tu
         if type(pkt) is not Packet or pkt.proto != TCP:
             continue
         if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
+            if pkt.options and not pkt.flags & SYN:
+                blocks = parse_sack_blocks(pkt.options)
+                if blocks:
+                    sacks[pkt.number] = blocks
+                pkt = pkt._replace(options=b"")  # the engine reads SYNs' options only
             fed.append((clock, pkt))
         if pkt.ts_ns is not None:
             clock = max(clock, clamped(pkt.ts_ns)) if clock is not None else clamped(pkt.ts_ns)
-    return fed
+    return fed, sacks
 
 
 def _alone(fed: list[tuple[int | None, Packet]], first_packet: int
@@ -141,6 +152,16 @@ def _alone(fed: list[tuple[int | None, Packet]], first_packet: int
     engine.feed_chunk(chunk)
     engine.finish()
     return (ours[0] if ours else None), notes, log
+
+
+def _ack_delays(log: list, mine: set[int], ts: dict[int, int | None]) -> dict[int, int]:
+    """ACK -> ns from the earliest data segment it newly covers (the wait the delayed-ACK
+    rule measures), for this connection's ACKs of timed packets."""
+    out = {}
+    for ack, first, *_ in log:
+        if ack in mine and ts.get(ack) is not None and ts.get(first) is not None:
+            out[ack] = ts[ack] - ts[first]
+    return out
 
 
 def _base(kept: list[Packet], side: list[int], s: int) -> int:

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Imports that are not runtime dependencies: the pytest plugin runs inside pytest.
 NOT_RUNTIME = {"pytest"}
 # distribution -> module
-IMPORT_NAMES = {"tabulate": "tabulate", "numpy": "numpy", "numba": "numba", "orjson": "orjson"}
+IMPORT_NAMES = {"tabulate": "tabulate", "numpy": "numpy", "numba": "numba", "orjson": "orjson",
+                "matplotlib": "matplotlib"}
 
 
 def imported_top_level(folder: Path) -> set[str]:

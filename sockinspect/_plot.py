@@ -1,0 +1,210 @@
+"""Edge: a connection's series drawn with matplotlib (Agg, imported here only): the
+time-sequence graph in the Stevens/tcptrace style, ACK delays, window and flight,
+throughput. Figures are written as PNG, SVG or PDF, or returned as SVG text."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ._linux import DELAYED_ACK_MAX_NS, DELAYED_ACK_MIN_NS, DELAYED_ACK_THRESHOLD_NS
+from ._packets import ConnectionPackets
+from ._series import Series, series, sliding_rates
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+KINDS = ("tsg", "ack-delay", "window", "throughput")
+FORMATS = ("png", "svg", "pdf")
+LABELLED = 12  # delayed ACKs and stalls labelled with their ms, at most (then the legend counts them)
+SECONDS_FROM_MS = 10_000  # a longer connection's time axis is in seconds
+
+# Colours: tcptrace's where it has one (data black, ACK green, window yellow, SACK purple, resent red).
+DATA, RESENT, ACKED, WINDOW, SACKED = "#222222", "#d62728", "#2ca02c", "#c9a400", "#9467bd"
+DELAYED, STALLED, MARK = "#1f77b4", "#ff7f0e", "#7f7f7f"
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The format a file name asks for, from its extension; UsageError for another."""
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise UsageError(f"{os.fspath(path)}: a plot is written as {', '.join('.' + f for f in FORMATS)}, "
+                         f"not {'.' + ext if ext else 'a file without an extension'}")
+    return ext
+
+
+def figure(cp: ConnectionPackets, kind: str, sender: int, name: str = "") -> Figure:
+    """The plot of ``kind`` for the data ``sender`` sent (0 the client), ``name`` (the
+    capture's) in the title."""
+    from matplotlib.figure import Figure
+
+    s = series(cp, sender)
+    fig = Figure(figsize=(10, 5.6), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    c = cp.connection
+    who = ("client", "server") if sender == 0 else ("server", "client")
+    ends = f"{c.client} → {c.server}" if sender == 0 else f"{c.server} → {c.client}"
+    what = {"tsg": "time-sequence graph", "ack-delay": "ACK delays", "window": "window and bytes in flight",
+            "throughput": "throughput"}[kind]
+    fig.suptitle(f"{what}: data from the {who[0]} ({ends}), ACKs from the {who[1]}", fontsize=12)
+    ax.set_title(f"TCP connection {c.index}" + (f" of {name}" if name else ""), fontsize=9, color=MARK)
+    scale, unit = (1e3, "s") if s.duration_ms > SECONDS_FROM_MS else (1.0, "ms")
+    ax.set_xlabel(f"time since the connection's first packet ({unit})")
+    {"tsg": _tsg, "ack-delay": _ack_delay, "window": _window, "throughput": _throughput}[kind](ax, s, scale)
+    ax.grid(True, color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    return fig
+
+
+def save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    fig.savefig(path, format=output_format(path))
+
+
+def svg(fig: Figure) -> str:
+    """The figure as an SVG element's text, for a web page: its text kept as text, without
+    the XML prologue and the RDF metadata."""
+    import matplotlib
+
+    out = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sockinspect"}):
+        fig.savefig(out, format="svg", metadata={"Date": None})
+    text = out.getvalue()
+    return re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.index("<svg"):], count=1, flags=re.S)
+
+
+def _x(ms: float, scale: float) -> float:
+    return ms / scale
+
+
+def _empty(ax, text: str) -> None:  # noqa: ANN001
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=MARK, fontsize=11)
+
+
+def _bytes_axis(ax, label: str) -> None:  # noqa: ANN001
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(unit="B", sep=" "))
+    ax.set_ylabel(label)
+
+
+def _tsg(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    from matplotlib.collections import LineCollection
+
+    _bytes_axis(ax, "relative sequence number")
+    if not s.segments and not s.resent:
+        _empty(ax, "no data segments this way")
+    for spans, colour, label in ((s.segments, DATA, "data segment"), (s.resent, RESENT, "retransmission")):
+        if spans:
+            ax.add_collection(LineCollection([[(_x(t, scale), a), (_x(t, scale), b)] for t, a, b in spans],
+                                             colors=colour, linewidths=1.6, label=f"{label} ({len(spans)})"))
+            ax.plot([_x(t, scale) for t, _, b in spans], [b for _, _, b in spans], linestyle="none",
+                    marker="_", markersize=5, color=colour)
+    if s.acks:
+        ax.step([_x(t, scale) for t, _ in s.acks], [a for _, a in s.acks], where="post", color=ACKED,
+                linewidth=1.0, label="ACK")
+        ax.step([_x(t, scale) for t, _ in s.window_edge], [e for _, e in s.window_edge], where="post",
+                color=WINDOW, linewidth=1.0, linestyle="--", label="receive window's right edge"
+                + (" (above the plot)" if min(e for _, e in s.window_edge) > _top(s) * 1.5 else ""))
+    if s.sacks:
+        ax.add_collection(LineCollection([[(_x(t, scale), a), (_x(t, scale), b)] for t, a, b in s.sacks],
+                                         colors=SACKED, linewidths=3, alpha=0.7, label=f"SACK block ({len(s.sacks)})"))
+    for t, seq, name in s.marks:
+        ax.annotate(name, (_x(t, scale), seq), fontsize=7, color=MARK, xytext=(3, 3), textcoords="offset points")
+        ax.plot([_x(t, scale)], [seq], marker="o", markersize=3, color=MARK)
+    _spans(ax, s, scale)
+    ax.autoscale_view()
+    top = _top(s)
+    edge = max([e for _, e in s.window_edge], default=top)
+    ax.set_ylim(bottom=0, top=max(top * 1.08, min(edge, top * 1.5)))  # the window edge, not far above the data
+
+
+def _spans(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    """Stalls as a strip along the bottom; each delayed ACK a bar from the data to its ACK."""
+    _stall_strip(ax, s, scale)
+    for i, (a, b, ack) in enumerate(s.delayed_acks):
+        ax.plot([_x(a, scale), _x(b, scale)], [ack, ack], color=DELAYED, linewidth=2.2, solid_capstyle="butt",
+                label=f"delayed ACK ({_summary([t - f for f, t, _ in s.delayed_acks])})" if i == 0 else None)
+        if len(s.delayed_acks) <= LABELLED:
+            ax.annotate(f"{b - a:.1f} ms", (_x((a + b) / 2, scale), ack), fontsize=7, color=DELAYED, ha="center",
+                        xytext=(0, 3), textcoords="offset points")
+
+
+def _summary(ms: list[float]) -> str:
+    """"24, median 43.8 ms": how many, and how long."""
+    ordered = sorted(ms)
+    return f"{len(ordered)}, median {ordered[len(ordered) // 2]:.1f} ms" if len(ordered) > 1 else f"{ordered[0]:.1f} ms"
+
+
+def _stall_strip(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    """Each stall (the sender waiting for a delayed ACK) as a bar along the plot's bottom."""
+    for i, (a, b) in enumerate(s.stalls):
+        ax.axvspan(_x(a, scale), _x(b, scale), ymin=0, ymax=0.035, facecolor=STALLED, alpha=0.9,
+                   edgecolor="white", linewidth=0.6,
+                   label=f"stall: the sender waits ({len(s.stalls)}, {sum(t - f for f, t in s.stalls):.1f} ms lost)"
+                   if i == 0 else None)
+        if len(s.stalls) <= LABELLED:
+            ax.annotate(f"{b - a:.1f} ms", (_x((a + b) / 2, scale), 0.035), xycoords=("data", "axes fraction"),
+                        fontsize=7, color=STALLED, ha="center", va="bottom", xytext=(0, 1),
+                        textcoords="offset points")
+
+
+def _top(s: Series) -> int:
+    """The highest sequence number the data or the ACKs reach."""
+    return max([b for _, _, b in s.segments + s.resent] + [a for _, a in s.acks] + [1])
+
+
+def _ack_delay(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    ax.set_ylabel("ACK delay: data segment to the ACK that covers it (ms)")
+    ax.set_yscale("log")
+    ax.axhspan(DELAYED_ACK_MIN_NS / 1e6, DELAYED_ACK_MAX_NS / 1e6, color=DELAYED, alpha=0.10, linewidth=0,
+               label="Linux's delayed-ACK timer: 40 to 200 ms")
+    ax.axhline(DELAYED_ACK_THRESHOLD_NS / 1e6, color=DELAYED, linewidth=0.8, linestyle=":",
+               label=f"taken for a delayed ACK from {DELAYED_ACK_THRESHOLD_NS / 1e6:.0f} ms")
+    if not s.ack_delays:
+        _empty(ax, "no ACK of data this way")
+        ax.set_ylim(0.01, 1000)
+        return
+    for delayed, colour, label in ((False, ACKED, "ACK"), (True, DELAYED, "delayed ACK")):
+        points = [(t, d) for t, d, is_delayed in s.ack_delays if is_delayed == delayed]
+        if points:
+            ax.plot([_x(t, scale) for t, _ in points], [max(d, 1e-3) for _, d in points], linestyle="none",
+                    marker="o", markersize=4, color=colour, label=f"{label} ({len(points)})")
+    low = min(d for _, d, _ in s.ack_delays)
+    ax.set_ylim(max(min(low / 2, 10), 1e-3), max(max(d for _, d, _ in s.ack_delays) * 2, 300))
+    _stall_strip(ax, s, scale)
+
+
+def _window(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    _bytes_axis(ax, "bytes")
+    if not s.window:
+        _empty(ax, "no ACK from the receiver")
+        return
+    ax.step([_x(t, scale) for t, _ in s.window], [w for _, w in s.window], where="post", color=WINDOW,
+            linewidth=1.2, label="receive window the receiver announces")
+    if s.in_flight:
+        ax.step([_x(t, scale) for t, _ in s.in_flight], [f for _, f in s.in_flight], where="post", color=DATA,
+                linewidth=1.0, label="bytes in flight (sent, not yet acknowledged)")
+    _stall_strip(ax, s, scale)
+    ax.set_ylim(bottom=0)
+
+
+def _throughput(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(unit="bit/s", sep=" "))
+    window_ms, rates = sliding_rates(s)
+    ax.set_ylabel(f"rate over the last {window_ms:.3g} ms")
+    if not rates:
+        _empty(ax, "no data segments this way")
+        return
+    xs = [_x(t, scale) for t, _, _ in rates]
+    ax.plot(xs, [r for _, r, _ in rates], color=DATA, linewidth=1.2, label="throughput: every payload byte sent")
+    ax.plot(xs, [g for _, _, g in rates], color=ACKED, linewidth=1.2, linestyle="--",
+            label="goodput: bytes newly acknowledged")
+    _stall_strip(ax, s, scale)
+    ax.set_ylim(bottom=0)
