@@ -37,10 +37,12 @@ from ._documents import (
     tcp_to_dict,
     udp_to_dict,
 )
-from ._lab import lab_answers
+from ._html import DETAILS, CaptureSection, chosen, lab_page, report_page
+from ._lab import TITLE as LAB_TITLE
+from ._lab import lab_answers, lab_parts, nagle_runs
 from ._ladder import COLLAPSE_MIN, MAX_WIDTH, MIN_WIDTH, UNICODE_CHARS, ladder
 from ._model import Capture, Selection, TcpConnection, UdpFlow
-from ._packets import ConnectionPackets, connection_packets
+from ._packets import ConnectionPackets, connection_packets, connections_packets
 from ._plot import FORMATS, KINDS, figure, output_format, save
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
 from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
@@ -177,6 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whose data: c2s the client's, s2c the server's (default: the direction with more data)")
     pl.set_defaults(run=_cmd_plot)
 
+    rp = sub.add_parser(
+        "report",
+        help="write an HTML report of captures: tables, and per connection its ladder, plots and stalls",
+        description="Write one self-contained HTML page (inline CSS and SVG, no script, nothing fetched: it "
+        "opens anywhere and can be mailed): each capture's summary and tables and, for the connections drawn "
+        "in detail, their stalls, ladder diagram, time-sequence graph and ACK-delay plot; with two or more "
+        "captures, a side-by-side table as analyze --compare prints.",
+    )
+    rp.add_argument("files", nargs="+", metavar="FILE",
+                    help="capture file (pcap, pcapng, optionally gzip) or a directory of them")
+    rp.add_argument("-o", "--output", required=True, metavar="REPORT.html", help="the page to write")
+    rp.add_argument("--connection", type=_index, action="append", metavar="N",
+                    help="draw TCP connection N of each capture in detail (repeatable; default: the ones "
+                    "that lost most time to stalls or retransmitted most, see --details)")
+    rp.add_argument("--details", type=_count, default=DETAILS, metavar="K",
+                    help=f"without --connection, draw at most K connections per capture (default {DETAILS}; 0: tables "
+                    "only)")
+    rp.set_defaults(run=_cmd_report)
+
     ck = sub.add_parser(
         "check",
         help="check rules against every selected connection (exit 1 when one fails)",
@@ -240,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "capture: `sockinspect ladder CAPTURE --syscalls CAPTURE.strace` sets them beside the packets "
                     "(strace slows the programs: that run's timings are not the programs' own)")
     rc.add_argument("--json", action="store_true", help="print the analyses as JSON, one document per capture")
+    rc.add_argument("--html", metavar="FILE.html",
+                    help="lab only: also write the Part 4 answers as a web page, with their pictures (an echo "
+                    "connection's ladder; the write-write-read plots with Nagle on and with TCP_NODELAY)")
     rc.set_defaults(run=_cmd_run_and_capture)
 
     cl = sub.add_parser(
@@ -600,6 +624,52 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        files = capture_paths(args.files)
+    except SockinspectError as exc:
+        print(f"sockinspect: {exc}", file=sys.stderr)
+        return 2
+    piped = [f for f in files if f == "-" or is_fifo(f)]
+    if piped:
+        print(f"sockinspect report: error: {piped[0]}: a capture is read twice, so it must be a file, not a pipe",
+              file=sys.stderr)
+        return 2
+    sections = []
+    for path in files:
+        progress = _progress_printer(path)
+        again = _progress_printer(f"{path} again, for the connections drawn")
+
+        def choose(tcp: Sequence[TcpConnection]) -> list[int]:
+            return args.connection if args.connection else chosen(tcp, args.details)
+
+        try:
+            cap, details = connections_packets(path, choose, progress=progress, again=again)
+        except (ValueError, SockinspectError) as exc:
+            problem = f"{path}: {exc}" if isinstance(exc, ValueError) else str(exc)
+        else:
+            problem = None
+        if progress:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+        if problem:
+            print(f"sockinspect: {problem}", file=sys.stderr)
+            return 2
+        _print_warnings(cap)
+        sections.append(CaptureSection(cap, list(cap.tcp), list(cap.udp), details))
+    try:
+        Path(args.output).write_text(report_page(sections), encoding="utf-8")
+    except OSError as exc:
+        print(f"sockinspect: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    drawn = sum(len(s.details) for s in sections)
+    print(f"{args.output}: {_plural(len(sections), 'capture')}, {_plural(drawn, 'connection')} drawn in detail")
+    return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _cmd_ladder(args: argparse.Namespace) -> int:
     packets = _connection_packets(args)
     if packets is None:
@@ -752,6 +822,13 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
             print(f"sockinspect run-and-capture: error: --{key} is an option of the {SCENARIO_OPTIONS[key]} "
                   f"scenario (and lab), not of {args.scenario}", file=sys.stderr)
             return 2
+    if args.html and args.scenario != "lab":
+        print("sockinspect run-and-capture: error: --html is an option of lab, the run that answers Part 4",
+              file=sys.stderr)
+        return 2
+    if args.html and not Path(args.html).resolve().parent.is_dir():
+        print(f"sockinspect run-and-capture: error: {args.html}: no such folder to write it in", file=sys.stderr)
+        return 2
     if args.topology == "loopback":
         outer = os.environ.get(USERNS_FLAG, "")
         if outer:  # the inner run: end (cleanly) with the outer one
@@ -882,7 +959,28 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
             print()
     if args.scenario == "lab" and not args.json:
         print(lab_answers(results))
+    if args.html:
+        status = max(status, _write_lab_page(args.html, results))
     return status
+
+
+def _write_lab_page(path: str, results: dict[str, list[Run]]) -> int:
+    """The lab's answers as a web page, with the pictures of this run's captures."""
+    def drawn(run: Run | None) -> tuple[str, ConnectionPackets] | None:
+        if run is None or not run.analysis.tcp:
+            return None
+        return run.capture.name, connection_packets(run.capture, 0)
+
+    echo = drawn(results["echo"][0]) if results.get("echo") else None
+    on, off = nagle_runs(results)
+    try:
+        Path(path).write_text(lab_page(lab_parts(results), LAB_TITLE, echo, drawn(on), drawn(off)),
+                              encoding="utf-8")
+    except OSError as exc:
+        print(f"sockinspect run-and-capture: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"the answers, with their pictures: {path}", file=sys.stderr)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,17 +11,17 @@ from ._run import Run
 MISSING = "not measured in this run (run 'sockinspect run-and-capture lab')"
 
 
+TITLE = "Part 4: the lab's questions, answered from this run's captures"
+
+
+def lab_parts(results: dict[str, list[Run]]) -> list[tuple[str, str]]:
+    """(question letter, answer) for Part 4 a-g."""
+    answer = (_ports, _flow, _socket_call, _bind_call, _udp_vs_tcp, _nagle, _delayed_ack)
+    return [(letter, part(results)) for letter, part in zip("abcdefg", answer, strict=True)]
+
+
 def lab_answers(results: dict[str, list[Run]]) -> str:
-    parts = [
-        "Part 4: the lab's questions, answered from this run's captures\n" + "=" * 63,
-        "a) " + _ports(results),
-        "b) " + _flow(results),
-        "c) " + _socket_call(results),
-        "d) " + _bind_call(results),
-        "e) " + _udp_vs_tcp(results),
-        "f) " + _nagle(results),
-        "g) " + _delayed_ack(results),
-    ]
+    parts = [TITLE + "\n" + "=" * len(TITLE)] + [f"{letter}) {text}" for letter, text in lab_parts(results)]
     return "\n\n".join(parts)
 
 
@@ -198,9 +198,15 @@ def _delayed_ack(results: dict[str, list[Run]]) -> str:
     )
 
 
-def _nagle_pair(results: dict[str, list[Run]]) -> tuple[TcpConnection | None, TcpConnection | None]:
-    pair: dict[bool, TcpConnection] = {}
+def nagle_runs(results: dict[str, list[Run]]) -> tuple[Run | None, Run | None]:
+    """The write-write-read runs with Nagle on, and with TCP_NODELAY (None: not run)."""
+    pair: dict[bool, Run] = {}
     for run in results.get("nagle", []):
         if run.analysis.tcp:
-            pair[bool(run.facts.get("nodelay"))] = run.analysis.tcp[0]
+            pair[bool(run.facts.get("nodelay"))] = run
     return pair.get(False), pair.get(True)
+
+
+def _nagle_pair(results: dict[str, list[Run]]) -> tuple[TcpConnection | None, TcpConnection | None]:
+    on, off = nagle_runs(results)
+    return (on.analysis.tcp[0] if on else None), (off.analysis.tcp[0] if off else None)

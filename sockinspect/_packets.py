@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from ._analyze import PROGRESS_EVERY, Progress, analyze
 from ._decode import SYN, TCP, Decoder, Packet, parse_sack_blocks
-from ._model import TcpConnection
+from ._model import Capture, TcpConnection
 from ._read import MAX_INFLATION, CaptureReader
 from ._record import record
 from .analysis import jit
@@ -22,6 +23,8 @@ from .errors import CaptureFormatError
 M32 = 0xFFFFFFFF
 MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift is taken as 14
 COMPILED_FROM = 100_000  # packets fed again from which the compiled engine is worth loading
+End = tuple[bytes, int]  # an address and a port
+Sacks = dict[int, tuple[tuple[int, int], ...]]  # packet number -> its SACK blocks, as sent
 
 
 @record
@@ -48,29 +51,43 @@ def connection_packets(path: str | os.PathLike[str], index: int, max_inflation: 
     """The packets of TCP connection ``index`` of the capture. Raises ValueError when the
     capture has no such connection; CaptureFormatError when it cannot be read.
     ``progress``: of the analysis that finds the connection; ``again``: of the second reading."""
-    found: list[TcpConnection] = []
-    count = [0]
-
-    def keep(conn: TcpConnection) -> None:
-        count[0] += 1
-        if conn.index == index:
-            found.append(conn)
-
-    cap = analyze(path, on_connection=keep, max_inflation=max_inflation, workers=1, progress=progress)
-    if not found:
-        have = f"it has {count[0]}: 0..{count[0] - 1}" if count[0] else "it has no TCP connections"
-        raise ValueError(f"no TCP connection #{index} ({have})")
-    return replace(_reread(path, found[0], max_inflation, again), warnings=cap.warnings)
+    return connections_packets(path, lambda _tcp: [index], max_inflation, progress, again)[1][0]
 
 
-def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: int,
-            progress: Progress | None) -> ConnectionPackets:
-    client = (_address(conn.client.addr), conn.client.port)
-    server = (_address(conn.server.addr), conn.server.port)
-    fed, sacks = _between(path, client, server, conn.last_packet, max_inflation, progress)
+def connections_packets(path: str | os.PathLike[str], choose: Callable[[Sequence[TcpConnection]], Iterable[int]],
+                        max_inflation: int = MAX_INFLATION, progress: Progress | None = None,
+                        again: Progress | None = None) -> tuple[Capture, list[ConnectionPackets]]:
+    """The capture's analysis, and the packets of the TCP connections ``choose`` picks
+    from its records (their indices), in index order, from one more reading of the
+    capture. ValueError when one it picks is not there."""
+    cap = analyze(path, max_inflation=max_inflation, workers=1, progress=progress)
+    by_index = {c.index: c for c in cap.tcp}
+    wanted = sorted(set(choose(cap.tcp)))
+    missing = [i for i in wanted if i not in by_index]
+    if missing:
+        have = f"it has {len(cap.tcp)}: 0..{len(cap.tcp) - 1}" if cap.tcp else "it has no TCP connections"
+        raise ValueError(f"no TCP connection #{missing[0]} ({have})")
+    found = [by_index[i] for i in wanted]
+    clients = {c.index: (_address(c.client.addr), c.client.port) for c in found}
+    pairs = {c.index: _pair(clients[c.index], (_address(c.server.addr), c.server.port)) for c in found}
+    last = max((c.last_packet for c in found), default=0)
+    fed, sacks = _between(path, set(pairs.values()), last, max_inflation, progress=again)
+    out = []
+    for c in found:
+        cp = _alone_packets(fed[pairs[c.index]], sacks, c, clients[c.index])
+        if cp is None:
+            raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
+        out.append(replace(cp, warnings=cap.warnings))
+    return cap, out
+
+
+def _alone_packets(fed: list[tuple[int | None, Packet]], sacks: Sacks,
+                   conn: TcpConnection, client: End) -> ConnectionPackets | None:
+    """``conn``'s packets from those between its two ends, analysed alone (None: not there)."""
+    fed = [(before, p) for before, p in fed if p.number <= conn.last_packet]
     again, notes, log = _alone(fed, conn.first_packet)
     if again is None:
-        raise CaptureFormatError(f"{os.fspath(path)}: the capture changed since it was analysed")
+        return None
     mine = {n for n, what, index in notes if what == "connection" and index == again.index}
     kept = [p for _before, p in fed if p.number in mine]
     side = [0 if (p.src, p.sport) == client else 1 for p in kept]
@@ -94,15 +111,19 @@ def _reread(path: str | os.PathLike[str], conn: TcpConnection, max_inflation: in
     )
 
 
-def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tuple[bytes, int], last: int,
-             max_inflation: int, progress: Progress | None
-             ) -> tuple[list[tuple[int | None, Packet]], dict[int, tuple[tuple[int, int], ...]]]:
-    """Every TCP packet between these two ends up to packet ``last``, each with the
-    capture's clock before it (its latest TCP timestamp): earlier connections on the same
+def _pair(a: End, b: End) -> tuple[End, End]:
+    """Two ends in the same order whichever sends."""
+    return (a, b) if a <= b else (b, a)
+
+
+def _between(path: str | os.PathLike[str], pairs: set[tuple[End, End]], last: int, max_inflation: int,
+             progress: Progress | None) -> tuple[dict[tuple[End, End], list[tuple[int | None, Packet]]], Sacks]:
+    """For each pair of ends (see _pair), every TCP packet between them up to packet
+    ``last``, each with the capture's clock before it (its latest TCP timestamp): earlier connections on the same
     ports (or on other VLANs) and the clock decide where the connection begins and ends.
     And the SACK blocks of those that carry some, by packet number."""
-    fed: list[tuple[int | None, Packet]] = []
-    sacks: dict[int, tuple[tuple[int, int], ...]] = {}
+    fed: dict[tuple[End, End], list[tuple[int | None, Packet]]] = {pair: [] for pair in pairs}
+    sacks: Sacks = {}
     clock = None
     reader = CaptureReader(path, max_inflation)
     decoder = Decoder(all_options=True)
@@ -114,13 +135,14 @@ def _between(path: str | os.PathLike[str], client: tuple[bytes, int], server: tu
         pkt = decoder.decode(frame, number)
         if type(pkt) is not Packet or pkt.proto != TCP:
             continue
-        if ((pkt.src, pkt.sport), (pkt.dst, pkt.dport)) in ((client, server), (server, client)):
+        to = fed.get(_pair((pkt.src, pkt.sport), (pkt.dst, pkt.dport)))
+        if to is not None:
             if pkt.options and not pkt.flags & SYN:
                 blocks = parse_sack_blocks(pkt.options)
                 if blocks:
                     sacks[pkt.number] = blocks
                 pkt = pkt._replace(options=b"")  # the engine reads SYNs' options only
-            fed.append((clock, pkt))
+            to.append((clock, pkt))
         if pkt.ts_ns is not None:
             clock = max(clock, clamped(pkt.ts_ns)) if clock is not None else clamped(pkt.ts_ns)
     return fed, sacks

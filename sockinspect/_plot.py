@@ -65,16 +65,18 @@ def save(fig: Figure, path: str | os.PathLike[str]) -> None:
     fig.savefig(path, format=output_format(path))
 
 
-def svg(fig: Figure) -> str:
+def svg(fig: Figure, prefix: str = "plot") -> str:
     """The figure as an SVG element's text, for a web page: its text kept as text, without
-    the XML prologue and the RDF metadata."""
+    the XML prologue and the RDF metadata, every id (and each reference to one) starting
+    with ``prefix``, so that the page's figures, each with its own, never share one."""
     import matplotlib
 
     out = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sockinspect"}):
         fig.savefig(out, format="svg", metadata={"Date": None})
     text = out.getvalue()
-    return re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.index("<svg"):], count=1, flags=re.S)
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.index("<svg"):], count=1, flags=re.S)
+    return re.sub(r'(\bid="|url\(#|href="#)', lambda m: f"{m.group(1)}{prefix}-", text)
 
 
 def _x(ms: float, scale: float) -> float:
@@ -120,7 +122,7 @@ def _tsg(ax, s: Series, scale: float) -> None:  # noqa: ANN001
     ax.autoscale_view()
     top = _top(s)
     edge = max([e for _, e in s.window_edge], default=top)
-    ax.set_ylim(bottom=0, top=max(top * 1.08, min(edge, top * 1.5)))  # the window edge, not far above the data
+    ax.set_ylim(bottom=0, top=max(top, edge * 1.02 if edge <= top * 1.5 else top) * 1.08)  # the edge when near
 
 
 def _spans(ax, s: Series, scale: float) -> None:  # noqa: ANN001

@@ -131,7 +131,9 @@ def test_udp_vs_tcp(tmp_path, capsys):
 
 
 def test_lab_answers_every_question_with_numbers(tmp_path, capsys):
-    code, out, _ = run(capsys, "lab", "--connections", "5", "--requests", "8", "--size", "1M", "-o", str(tmp_path))
+    page = tmp_path / "lab.html"
+    code, out, _ = run(capsys, "lab", "--connections", "5", "--requests", "8", "--size", "1M", "-o", str(tmp_path),
+                       "--html", str(page))
     assert code == 0
     answers = out[out.index("Part 4:"):]
     for q in "abcdefg":
@@ -149,6 +151,15 @@ def test_lab_answers_every_question_with_numbers(tmp_path, capsys):
     median = re.search(r"the median request took ([\d.]+) ms with Nagle on", answers).group(1)
     assert len(median.partition(".")[2]) <= max(held_decimals_ms(float(median)), 0)
     assert len(list(tmp_path.glob("*.pcap"))) == 8
+    # the same answers as a page, with their pictures: b) a ladder, f) and g) two plots each
+    html = page.read_text()
+    sections = dict(re.findall(r'<section class="answer" id="part-4(\w)">(.*?)</section>', html, re.S))
+    assert sorted(sections) == list("abcdefg")
+    assert '<pre class="ladder">' in sections["b"] and "[S.]" in sections["b"]
+    for q, title in (("f", "Time-sequence graph"), ("g", "ACK delays")):
+        assert sections[q].count("<svg") == 2
+        assert f"<figcaption>{title}, Nagle on" in sections[q] and f"<figcaption>{title}, TCP_NODELAY" in sections[q]
+    assert "<code>bind(3," in sections["d"]
 
 
 @root_only
@@ -178,6 +189,8 @@ def test_netns_is_removed_after_an_error():
         (["nagle", "-o", "x.pcap"], "makes several captures"),
         (["file", "--file", "/nonexistent"], "no such file"),
         (["teleport"], "invalid choice"),
+        (["echo", "--html", "x.html"], "--html is an option of lab"),
+        (["lab", "--html", "/no/such/folder/lab.html"], "no such folder to write it in"),
     ],
 )
 def test_bad_arguments_exit_2(capsys, argv, message):
