@@ -274,8 +274,12 @@ def _notes(cp: ConnectionPackets) -> dict[int, list[str]]:
         elif zero[side] and cp.window[k] and not cp.flags[k] & (SYN | RST):
             say(number, "the window opens again")
             zero[side] = False
+    side_of = dict(zip(cp.number, cp.side, strict=True))
     for number, kind, value in cp.notes:
-        if kind == "retransmission":
+        if kind == "nagle_held" and value in side_of:
+            who = "client" if side_of[number] == 0 else "server"
+            say(value, f"Nagle held the {who}'s next segment until this ACK")
+        elif kind == "retransmission":
             say(number, "retransmission")
         elif kind == "window_full":
             say(number, "window full: the sender filled the receiver's window")

@@ -132,9 +132,22 @@ def test_a_truncated_capture_draws_what_it_holds(tmp_path):
 def test_the_readme_shows_what_the_command_draws():
     done = subprocess.run([sys.executable, "-m", "sockinspect", "ladder", "tests/data/nagle/nagle-on.pcap", "--width",
                            "80"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    head = "".join(done.stdout.splitlines(keepends=True)[:20])
-    shown = "$ sockinspect ladder tests/data/nagle/nagle-on.pcap --width 80 | head -20\n" + head + "```"
+    head = "".join(done.stdout.splitlines(keepends=True)[:24])
+    shown = "$ sockinspect ladder tests/data/nagle/nagle-on.pcap --width 80 | head -24\n" + head + "```"
     assert done.returncode == 0 and shown in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name, held", [("nagle-on.pcap", True), ("nodelay.pcap", False)])
+def test_each_segment_nagle_held_is_marked_at_the_ack_it_waited_for(name, held):
+    cp = connection_packets(ROOT / "tests" / "data" / "nagle" / name, 0)
+    marks = [(n, ack) for n, what, ack in cp.notes if what == "nagle_held"]
+    assert len(marks) == cp.connection.c2s.nagle_evidence.held_until_ack
+    assert bool(marks) == held
+    where = {n: k for k, n in enumerate(cp.number)}
+    for n, ack in marks:  # the ACK comes from the server, before the client's held segment
+        assert cp.side[where[n]] == 0 and cp.length[where[n]] and cp.side[where[ack]] == 1 and ack < n
+    lines = ladder(cp, width=200)  # wide enough for each note on one line
+    assert sum("Nagle held the client's next segment until this ACK" in line for line in lines) == len(marks)
 
 
 def test_flags_are_tcpdumps_and_a_window_scale_beyond_14_counts_as_14():

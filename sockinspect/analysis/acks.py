@@ -65,6 +65,7 @@ from .tables import (
     M32,
     NONE,
     NOTE_DELAYED_ACK,
+    NOTE_NAGLE_HELD,
     SEG_END,
     SEG_NEXT,
     SEG_ONCE,
@@ -82,12 +83,14 @@ MAX_STALLS_LISTED = 1000
 MAX_HOLES = 64  # gaps in the sequence space kept per sender; an older one is forgotten
 
 # The sender table's columns; T_MSS counts once T_HAS_MSS is set. CANDIDATE: evidence waiting for the
-# segment to prove the tail of the send queue (0 none, 1 held, 2 unacked).
+# segment to prove the tail of the send queue (0 none, 1 held, 2 unacked); a held one's packet is CAND_PKT,
+# the ACK it waited for CAND_ACK (REL_PKT: the last pure ACK of all the small data).
 (T_MSS, T_FOLLOW, T_HEAD, T_TAIL, T_OUT, T_SND_UNA, T_HIGH, T_SML_END, T_SML_TS, T_REL, T_REL_TS,
  T_PENDING, T_PEND_DATA_PKT, T_PEND_DATA_TS, T_PEND_ACK_PKT, T_PEND_ACK_TS, T_DELAYED, T_STALLS,
  T_STALL_NS, T_LISTED, T_SMALL, T_HELD, T_UNACKED, T_MAX_PAYLOAD, T_CANDIDATE, T_ABS_HIGH, T_GAP,
- T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL, T_DELAY_LO, T_DELAY_HI) = range(35)
-T_WIDTH = 35
+ T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL, T_DELAY_LO, T_DELAY_HI, T_REL_PKT,
+ T_CAND_PKT, T_CAND_ACK) = range(38)
+T_WIDTH = 38
 HELD, UNACKED = 1, 2
 
 
@@ -136,7 +139,7 @@ def data(T, P, H, G, EV, d, seq, n, ts, number, fin, has_ts):  # noqa: ANN001, A
     if n < small_threshold(t):
         t[T_SMALL] += 1
         if not fin:
-            nagle_evidence(t, ts)
+            nagle_evidence(t, ts, number)
         t[T_SML_END] = end
         t[T_SML_TS] = ts
     if t[T_PENDING]:
@@ -155,7 +158,7 @@ def small_threshold(t):  # noqa: ANN001, ANN201
 
 
 @kernel
-def nagle_evidence(t, ts):  # noqa: ANN001, ANN201
+def nagle_evidence(t, ts, number):  # noqa: ANN001, ANN201
     """A sub-MSS segment: was earlier small data unacknowledged, or did it wait for the ACK?"""
     sml = t[T_SML_END]
     if sml != NONE and 0 < ((sml - t[T_SND_UNA]) & M32) < HALF:
@@ -166,6 +169,8 @@ def nagle_evidence(t, ts):  # noqa: ANN001, ANN201
         # (wait // WAIT_RATIO >= follow) is (wait >= WAIT_RATIO * follow) without overflow
         if follow <= t[T_FOLLOW] and (ack_ts - t[T_SML_TS]) // WAIT_RATIO >= max(follow, 1):
             t[T_CANDIDATE] = HELD
+            t[T_CAND_PKT] = number
+            t[T_CAND_ACK] = t[T_REL_PKT]
 
 
 @kernel
@@ -287,11 +292,12 @@ def stall(t, d, ts, number, EV, G):  # noqa: ANN001, ANN201
 
 
 @kernel
-def confirm_tail(t):  # noqa: ANN001, ANN201
+def confirm_tail(t, EV, G):  # noqa: ANN001, ANN201
     """The last new segment was the tail of the send queue: count its evidence."""
     c = t[T_CANDIDATE]
     if c == HELD:
         t[T_HELD] += 1
+        note(EV, G, t[T_CAND_PKT], NOTE_NAGLE_HELD, t[T_CAND_ACK])
     elif c == UNACKED:
         t[T_UNACKED] += 1
     t[T_CANDIDATE] = 0
@@ -305,7 +311,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
         t[T_REL] = 0
         t[T_PENDING] = 0
         if t[T_CANDIDATE]:
-            confirm_tail(t)
+            confirm_tail(t, EV, G)
     una = t[T_SND_UNA]
     if una == NONE or not has_ts:
         return
@@ -364,6 +370,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     if not carries_data and t[T_SML_END] != NONE and not 0 < ((t[T_SML_END] - ackno) & M32) < HALF:
         t[T_REL] = 1
         t[T_REL_TS] = ts
+        t[T_REL_PKT] = number
 
 
 @kernel

@@ -59,7 +59,7 @@ CHUNK_PACKETS = 1 << 16
 RETIRE_BATCH = 4096  # connections whose records are made at once (they wait in their rows)
 SCAN_EVERY_NS = 125_000_000  # of capture time: how late a connection may be found over (see .tcp)
 _NO_OPTIONS = (NONE, NONE, 0, 0)
-NOTES = ("retransmission", "zero_window", "window_full", "delayed_ack", "connection")  # by NOTE_* (.tables)
+NOTES = ("retransmission", "zero_window", "window_full", "delayed_ack", "connection", "nagle_held")  # by NOTE_*
 
 
 class Engine:
@@ -410,6 +410,8 @@ class Engine:
         held, unacked = t[acks.T_HELD], t[acks.T_UNACKED]
         if t[acks.T_CANDIDATE] == acks.HELD:
             held += 1
+            if self.notes is not None:  # the capture's end proves it the tail
+                self.notes.append((t[acks.T_CAND_PKT], "nagle_held", t[acks.T_CAND_ACK]))
         elif t[acks.T_CANDIDATE] == acks.UNACKED:
             unacked += 1
         zero_ns = side[tcp.D_ZERO_NS]

@@ -28,7 +28,8 @@ EV_WIDTH = 8
 EV_STALL, EV_ACK_LOG, EV_RETIRE, EV_NOTE = range(4)
 # What an EV_NOTE (packet number, note, value) says of a packet.
 # NOTE_DELAYED_ACK's value: the delay; NOTE_CONNECTION (every TCP packet): the index of its connection.
-NOTE_RETRANSMISSION, NOTE_ZERO_WINDOW, NOTE_WINDOW_FULL, NOTE_DELAYED_ACK, NOTE_CONNECTION = range(5)
+# NOTE_NAGLE_HELD (a small segment that waited for the ACK of the previous one): the ACK's packet number.
+NOTE_RETRANSMISSION, NOTE_ZERO_WINDOW, NOTE_WINDOW_FULL, NOTE_DELAYED_ACK, NOTE_CONNECTION, NOTE_NAGLE_HELD = range(6)
 
 # Histograms (see .histograms): a hash table of key (kind, id, value code) -> count; count 0: free.
 HIST_KEY, HIST_COUNT = range(2)
