@@ -29,6 +29,8 @@ QUICKACK_MAX_SEGMENTS = 16
 # An ACK this late after the data it covers is taken for the delayed-ACK timer:
 # 5 ms below its 40 ms minimum, for timer slack and the capture point's clock.
 DELAYED_ACK_THRESHOLD_NS = DELAYED_ACK_MIN_NS - 5_000_000
+# RFC 1122 4.2.3.2: "the delay MUST be less than 0.5 seconds" (every stack's timer is below it).
+DELAYED_ACK_LIMIT_NS = 500_000_000
 # TCP timestamps take 12 bytes of options (10 + 2 NOPs) in every segment.
 TIMESTAMP_OPTION_BYTES = 12
 

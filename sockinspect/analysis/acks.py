@@ -12,11 +12,16 @@ Rules (Linux, see _linux.py for the constants and their sources):
 - **ACK delay** of a data segment: time from the segment to the first ACK from
   the receiver that covers its last byte. Segments sent more than once are
   left out (Karn's rule: the ACK cannot tell which copy it answers).
-- **Delayed ACK**: an ACK that newly covers data, carries no data itself, came
-  at least ``DELAYED_ACK_THRESHOLD_NS`` (35 ms) after the earliest segment it
-  newly covers, covers less than two full-sized segments (Linux ACKs every
-  second full segment at once, so larger ACKs are not the delayed-ACK timer),
-  and covers only segments sent once (Karn again).
+- **Delayed ACK**: an ACK that newly covers data, carries no data itself, was
+  held by the receiver at least ``DELAYED_ACK_THRESHOLD_NS`` (35 ms) after the
+  earliest segment it newly covers (the time between them at the capture point,
+  less the receiver's round trip from there, which the handshake timed: on
+  loopback or beside the receiver nothing; beside a sender, the path's RTT)
+  and less than ``DELAYED_ACK_LIMIT_NS`` (RFC 1122 4.2.3.2: an ACK is never
+  delayed 0.5 s; a later one is loss recovery or a silent receiver, not the
+  timer), covers less than two full-sized segments (Linux ACKs every second
+  full segment at once, so larger ACKs are not the delayed-ACK timer), and
+  covers only segments sent once (Karn again).
 - **Nagle** (tcp_output.c, ``tcp_nagle_test`` / ``tcp_minshall_check``): with
   Nagle on, a sub-MSS segment is not sent while the sender's previous sub-MSS
   segment is unacknowledged; FIN is exempt (so is urgent data, not modelled
@@ -32,8 +37,9 @@ Rules (Linux, see _linux.py for the constants and their sources):
   TCP_NAGLE_PUSH``), so a segment counts as evidence only once it proves to be
   a tail: the sender sent no new data before the receiver's next data (or the
   end of the capture). Window-limited pieces of a bulk write are not.
-- **Stall**: a delayed ACK after which the sender's next data segment followed
-  within the follow window: the sender was waiting for that ACK. The time lost
+- **Stall**: a delayed ACK that left none of the sender's data unacknowledged
+  (it had sent nothing since: it was waiting), after which the sender's next
+  data segment followed within the follow window: it was waiting for that ACK. The time lost
   is from the late-acknowledged segment to that next segment.
 
 Limits: the capture point's view of time matters: a capture near the receiver
@@ -47,7 +53,7 @@ SYN it is the largest payload seen so far, at least 536 bytes (RFC 1122).
 
 from __future__ import annotations
 
-from .._linux import DELAYED_ACK_THRESHOLD_NS
+from .._linux import DELAYED_ACK_LIMIT_NS, DELAYED_ACK_THRESHOLD_NS
 from . import histograms
 from .jit import kernel
 from .tables import (
@@ -84,13 +90,14 @@ MAX_HOLES = 64  # gaps in the sequence space kept per sender; an older one is fo
 
 # The sender table's columns; T_MSS counts once T_HAS_MSS is set. CANDIDATE: evidence waiting for the
 # segment to prove the tail of the send queue (0 none, 1 held, 2 unacked); a held one's packet is CAND_PKT,
-# the ACK it waited for CAND_ACK (REL_PKT: the last pure ACK of all the small data).
+# the ACK it waited for CAND_ACK (REL_PKT: the last pure ACK of all the small data). LEG: the receiver's
+# round trip from the capture point, from the handshake (0 without one).
 (T_MSS, T_FOLLOW, T_HEAD, T_TAIL, T_OUT, T_SND_UNA, T_HIGH, T_SML_END, T_SML_TS, T_REL, T_REL_TS,
  T_PENDING, T_PEND_DATA_PKT, T_PEND_DATA_TS, T_PEND_ACK_PKT, T_PEND_ACK_TS, T_DELAYED, T_STALLS,
  T_STALL_NS, T_LISTED, T_SMALL, T_HELD, T_UNACKED, T_MAX_PAYLOAD, T_CANDIDATE, T_ABS_HIGH, T_GAP,
  T_FILLED, T_RESENT, T_HOLES, T_NHOLES, T_HAS_MSS, T_HOLES_TAIL, T_DELAY_LO, T_DELAY_HI, T_REL_PKT,
- T_CAND_PKT, T_CAND_ACK) = range(38)
-T_WIDTH = 38
+ T_CAND_PKT, T_CAND_ACK, T_LEG) = range(39)
+T_WIDTH = 39
 HELD, UNACKED = 1, 2
 
 
@@ -359,10 +366,11 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
         e[6] = clean
         e[7] = 1 if ackno == last_end else 0
     mss = small_threshold(t)
-    if not carries_data and clean and ts - first_ts >= DELAYED_ACK_THRESHOLD_NS and newly < 2 * mss:
+    held = ts - first_ts - t[T_LEG]  # what the receiver held it: the path's share taken out
+    if not carries_data and clean and DELAYED_ACK_THRESHOLD_NS <= held <= DELAYED_ACK_LIMIT_NS and newly < 2 * mss:
         t[T_DELAYED] += 1
         note(EV, G, number, NOTE_DELAYED_ACK, ts - first_ts)
-        t[T_PENDING] = 1
+        t[T_PENDING] = 1 if k == NONE else 0  # nothing left in flight: the sender can only have been waiting
         t[T_PEND_DATA_PKT] = first_pkt
         t[T_PEND_DATA_TS] = first_ts
         t[T_PEND_ACK_PKT] = number

@@ -510,6 +510,13 @@ def configure_senders(c, D, T, slot):  # noqa: ANN001, ANN201
     rtt = 0
     if c[C_ACK_TS] != NONE and c[C_LAST_SYN_TS] != NONE:
         rtt = c[C_ACK_TS] - c[C_LAST_SYN_TS]
+    # Each receiver's leg: from the capture point to it and back, as the handshake timed it
+    # (SYN -> SYN/ACK for the server, SYN/ACK -> ACK for the client).
+    to_server = to_client = 0
+    if c[C_SYNACK_TS] != NONE and c[C_LAST_SYN_TS] != NONE:
+        to_server = max(c[C_SYNACK_TS] - c[C_LAST_SYN_TS], 0)
+        if c[C_ACK_TS] != NONE:
+            to_client = max(c[C_ACK_TS] - c[C_SYNACK_TS], 0)
     for s in (0, 1):
         peer = D[2 * slot + 1 - s]
         peer_mss = peer[D_MSS] if peer[D_OPTS] else NONE
@@ -518,3 +525,4 @@ def configure_senders(c, D, T, slot):  # noqa: ANN001, ANN201
             t[acks.T_MSS] = peer_mss - (TIMESTAMP_OPTION_BYTES if both_ts else 0)
             t[acks.T_HAS_MSS] = 1
         t[acks.T_FOLLOW] = capped_sum(acks.FOLLOW_BASE_NS, max(rtt, 0))
+        t[acks.T_LEG] = to_server if s == c[C_CLIENT] else to_client
