@@ -43,7 +43,8 @@ def figure(cp: ConnectionPackets, kind: str, sender: int, name: str = "") -> Fig
 
     s = series(cp, sender)
     fig = Figure(figsize=(10, 5.6), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
+    axes = list(fig.subplots(2, 1, sharex=True)) if kind == "window" else [fig.add_subplot()]
+    ax = axes[0]
     c = cp.connection
     who = ("client", "server") if sender == 0 else ("server", "client")
     ends = f"{c.client} → {c.server}" if sender == 0 else f"{c.server} → {c.client}"
@@ -52,12 +53,16 @@ def figure(cp: ConnectionPackets, kind: str, sender: int, name: str = "") -> Fig
     fig.suptitle(f"{what}: data from the {who[0]} ({ends}), ACKs from the {who[1]}", fontsize=12)
     ax.set_title(f"TCP connection {c.index}" + (f" of {name}" if name else ""), fontsize=9, color=MARK)
     scale, unit = (1e3, "s") if s.duration_ms > SECONDS_FROM_MS else (1.0, "ms")
-    ax.set_xlabel(f"time since the connection's first packet ({unit})")
-    {"tsg": _tsg, "ack-delay": _ack_delay, "window": _window, "throughput": _throughput}[kind](ax, s, scale)
-    ax.grid(True, color="#dddddd", linewidth=0.6)
-    ax.set_axisbelow(True)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    axes[-1].set_xlabel(f"time since the connection's first packet ({unit})")
+    if kind == "window":
+        _window(axes, s, scale)
+    else:
+        {"tsg": _tsg, "ack-delay": _ack_delay, "throughput": _throughput}[kind](ax, s, scale)
+    for a in axes:
+        a.grid(True, color="#dddddd", linewidth=0.6)
+        a.set_axisbelow(True)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(loc="best", fontsize=8, framealpha=0.85)
     return fig
 
 
@@ -84,6 +89,8 @@ def _x(ms: float, scale: float) -> float:
 
 
 def _empty(ax, text: str) -> None:  # noqa: ANN001
+    if ax.get_yscale() == "linear":
+        ax.set_ylim(0, 1000)  # whole units on the axis, not fractions of one
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=MARK, fontsize=11)
 
 
@@ -128,12 +135,27 @@ def _tsg(ax, s: Series, scale: float) -> None:  # noqa: ANN001
 def _spans(ax, s: Series, scale: float) -> None:  # noqa: ANN001
     """Stalls as a strip along the bottom; each delayed ACK a bar from the data to its ACK."""
     _stall_strip(ax, s, scale)
+    labelled = _apart([(a + b) / 2 for a, b, _ in s.delayed_acks], s.duration_ms)
     for i, (a, b, ack) in enumerate(s.delayed_acks):
         ax.plot([_x(a, scale), _x(b, scale)], [ack, ack], color=DELAYED, linewidth=2.2, solid_capstyle="butt",
                 label=f"delayed ACK ({_summary([t - f for f, t, _ in s.delayed_acks])})" if i == 0 else None)
-        if len(s.delayed_acks) <= LABELLED:
+        if i in labelled:
             ax.annotate(f"{b - a:.1f} ms", (_x((a + b) / 2, scale), ack), fontsize=7, color=DELAYED, ha="center",
                         xytext=(0, 3), textcoords="offset points")
+
+
+def _apart(xs: list[float], span: float) -> set[int]:
+    """Which of these positions get a label: none when more than LABELLED, else each
+    at least 1/16 of the span from the last one labelled (labels never overlap)."""
+    if len(xs) > LABELLED:
+        return set()
+    chosen: set[int] = set()
+    last = None
+    for i in sorted(range(len(xs)), key=xs.__getitem__):
+        if last is None or xs[i] - last >= span / 16:
+            chosen.add(i)
+            last = xs[i]
+    return chosen
 
 
 def _summary(ms: list[float]) -> str:
@@ -144,15 +166,23 @@ def _summary(ms: list[float]) -> str:
 
 def _stall_strip(ax, s: Series, scale: float) -> None:  # noqa: ANN001
     """Each stall (the sender waiting for a delayed ACK) as a bar along the plot's bottom."""
+    labelled = _apart([(a + b) / 2 for a, b in s.stalls], s.duration_ms)
     for i, (a, b) in enumerate(s.stalls):
         ax.axvspan(_x(a, scale), _x(b, scale), ymin=0, ymax=0.035, facecolor=STALLED, alpha=0.9,
                    edgecolor="white", linewidth=0.6,
                    label=f"stall: the sender waits ({len(s.stalls)}, {sum(t - f for f, t in s.stalls):.1f} ms lost)"
                    if i == 0 else None)
-        if len(s.stalls) <= LABELLED:
+        if i in labelled:
             ax.annotate(f"{b - a:.1f} ms", (_x((a + b) / 2, scale), 0.035), xycoords=("data", "axes fraction"),
                         fontsize=7, color=STALLED, ha="center", va="bottom", xytext=(0, 1),
                         textcoords="offset points")
+
+
+def _duration(ms: float) -> str:
+    """``ms`` in the unit that reads best: "4.1 s", "1.97 ms", "50 µs"."""
+    if ms >= 1000:
+        return f"{ms / 1000:.3g} s"
+    return f"{ms:.3g} ms" if ms >= 1 else f"{ms * 1000:.3g} µs"
 
 
 def _top(s: Series) -> int:
@@ -161,38 +191,60 @@ def _top(s: Series) -> int:
 
 
 def _ack_delay(ax, s: Series, scale: float) -> None:  # noqa: ANN001
+    """Each ACK's delay: the delayed-ACK timer's, late ones the rule leaves out, the rest.
+    Where the capture is far from the receiver, every delay holds its round trip too, and
+    the timer's band is moved up by it."""
     ax.set_ylabel("ACK delay: data segment to the ACK that covers it (ms)")
     ax.set_yscale("log")
-    ax.axhspan(DELAYED_ACK_MIN_NS / 1e6, DELAYED_ACK_MAX_NS / 1e6, color=DELAYED, alpha=0.10, linewidth=0,
-               label="Linux's delayed-ACK timer: 40 to 200 ms")
-    ax.axhline(DELAYED_ACK_THRESHOLD_NS / 1e6, color=DELAYED, linewidth=0.8, linestyle=":",
-               label=f"taken for a delayed ACK from {DELAYED_ACK_THRESHOLD_NS / 1e6:.0f} ms")
+    leg = s.leg_ms if s.leg_ms >= 1 else 0.0
+    path = f" + the receiver's round trip ({leg:.0f} ms)" if leg else ""
+    ax.axhspan(DELAYED_ACK_MIN_NS / 1e6 + leg, DELAYED_ACK_MAX_NS / 1e6 + leg, color=DELAYED, alpha=0.10,
+               linewidth=0, label=f"Linux's delayed-ACK timer: 40 to 200 ms{path}")
+    threshold = DELAYED_ACK_THRESHOLD_NS / 1e6 + leg
+    ax.axhline(threshold, color=DELAYED, linewidth=0.8, linestyle=":",
+               label=f"taken for a delayed ACK from {DELAYED_ACK_THRESHOLD_NS / 1e6:.0f} ms{path}")
     if not s.ack_delays:
         _empty(ax, "no ACK of data this way")
         ax.set_ylim(0.01, 1000)
         return
-    for delayed, colour, label in ((False, ACKED, "ACK"), (True, DELAYED, "delayed ACK")):
-        points = [(t, d) for t, d, is_delayed in s.ack_delays if is_delayed == delayed]
+    kinds = (("ACK", ACKED, lambda d, delayed: not delayed and d < threshold),
+             ("late ACK, not the timer's: it carries data, covers 2+ full segments or resent data, "
+              "or came after 0.5 s", MARK, lambda d, delayed: not delayed and d >= threshold),
+             ("delayed ACK", DELAYED, lambda d, delayed: delayed))
+    for label, colour, chosen in kinds:
+        points = [(t, d) for t, d, delayed in s.ack_delays if chosen(d, delayed)]
         if points:
             ax.plot([_x(t, scale) for t, _ in points], [max(d, 1e-3) for _, d in points], linestyle="none",
                     marker="o", markersize=4, color=colour, label=f"{label} ({len(points)})")
     low = min(d for _, d, _ in s.ack_delays)
-    ax.set_ylim(max(min(low / 2, 10), 1e-3), max(max(d for _, d, _ in s.ack_delays) * 2, 300))
+    ax.set_ylim(max(min(low / 3, 10), 1e-3), max(max(d for _, d, _ in s.ack_delays) * 2, 300 + leg))
     _stall_strip(ax, s, scale)
 
 
-def _window(ax, s: Series, scale: float) -> None:  # noqa: ANN001
-    _bytes_axis(ax, "bytes")
+def _window(axes, s: Series, scale: float) -> None:  # noqa: ANN001
+    """The window announced above, the bytes in flight below (often far smaller)."""
+    top, bottom = axes
+    _bytes_axis(top, "receive window")
+    _bytes_axis(bottom, "bytes in flight")
     if not s.window:
-        _empty(ax, "no ACK from the receiver")
+        _empty(top, "no ACK from the receiver")
         return
-    ax.step([_x(t, scale) for t, _ in s.window], [w for _, w in s.window], where="post", color=WINDOW,
-            linewidth=1.2, label="receive window the receiver announces")
+    window = s.window + [(s.duration_ms, s.window[-1][1])]  # the last one holds to the end
+    top.step([_x(t, scale) for t, _ in window], [w for _, w in window], where="post", color=WINDOW,
+             linewidth=1.2, label="receive window the receiver announces")
+    if s.zero_windows:
+        top.plot([_x(t, scale) for t in s.zero_windows], [0] * len(s.zero_windows), linestyle="none", marker="x",
+                 color=RESENT, markersize=6,
+                 label=f"zero window: the receiver's buffer is full ({len(s.zero_windows)})")
+    top.set_ylim(0, max(w for _, w in window) * 1.1 or 1000)  # a steady window is not hidden by the frame
     if s.in_flight:
-        ax.step([_x(t, scale) for t, _ in s.in_flight], [f for _, f in s.in_flight], where="post", color=DATA,
-                linewidth=1.0, label="bytes in flight (sent, not yet acknowledged)")
-    _stall_strip(ax, s, scale)
-    ax.set_ylim(bottom=0)
+        flight = s.in_flight + [(s.duration_ms, s.in_flight[-1][1])]
+        bottom.step([_x(t, scale) for t, _ in flight], [f for _, f in flight], where="post", color=DATA,
+                    linewidth=1.0, label="sent, not yet acknowledged")
+    else:
+        _empty(bottom, "no data segments this way")
+    _stall_strip(bottom, s, scale)
+    bottom.set_ylim(bottom=0, top=max([f for _, f in s.in_flight] + [1]) * 1.15)
 
 
 def _throughput(ax, s: Series, scale: float) -> None:  # noqa: ANN001
@@ -200,7 +252,7 @@ def _throughput(ax, s: Series, scale: float) -> None:  # noqa: ANN001
 
     ax.yaxis.set_major_formatter(EngFormatter(unit="bit/s", sep=" "))
     window_ms, rates = sliding_rates(s)
-    ax.set_ylabel(f"rate over the last {window_ms:.3g} ms")
+    ax.set_ylabel(f"rate over the last {_duration(window_ms)}")
     if not rates:
         _empty(ax, "no data segments this way")
         return

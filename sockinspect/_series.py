@@ -11,7 +11,7 @@ from ._decode import ACK, FIN, RST, SYN
 from ._packets import ConnectionPackets
 
 THROUGHPUT_POINTS = 200  # where the sliding throughput is evaluated
-MIN_WINDOW_MS = 1.0  # the sliding window is never narrower
+MIN_WINDOW_MS = 0.001  # the sliding window is never narrower
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Series:
     ack_delays: list[tuple[float, float, bool]] = field(default_factory=list)  # (ms, delay ms, delayed ACK)
     delayed_acks: list[tuple[float, float, int]] = field(default_factory=list)  # (from ms, to ms, ack)
     stalls: list[tuple[float, float]] = field(default_factory=list)  # (from ms, to ms): time lost
+    zero_windows: list[float] = field(default_factory=list)  # ms of the receiver's zero-window announcements
+    leg_ms: float = 0.0  # the receiver's round trip from the capture point (the handshake's), in every ACK delay
     duration_ms: float = 0.0
 
     @property
@@ -53,6 +55,9 @@ def series(cp: ConnectionPackets, sender: int) -> Series:
     s.duration_ms = (max(times) - t0) / 1e6
     resent = {number for number, kind, _ in cp.notes if kind == "retransmission"}
     delayed = {number: value for number, kind, value in cp.notes if kind == "delayed_ack"}
+    zero = {number for number, kind, _ in cp.notes if kind == "zero_window"}
+    h = cp.connection.handshake
+    s.leg_ms = (h.syn_synack_ms if sender == 0 else h.synack_ack_ms) or 0.0
     highest = acked = None
     for k, number in enumerate(cp.number):
         if cp.ts_ns[k] is None:
@@ -73,6 +78,8 @@ def series(cp: ConnectionPackets, sender: int) -> Series:
             s.window.append((ms, win))
             s.window_edge.append((ms, ack + win))
             s.sacks += [(ms, left, right) for left, right in cp.sack[k]]
+            if number in zero:
+                s.zero_windows.append(ms)
             if number in cp.ack_delays:
                 s.ack_delays.append((ms, cp.ack_delays[number] / 1e6, number in delayed))
             if number in delayed:
@@ -87,12 +94,15 @@ def series(cp: ConnectionPackets, sender: int) -> Series:
 def sliding_rates(s: Series, window_ms: float | None = None) -> tuple[float, list[tuple[float, float, float]]]:
     """(window ms, [(ms, throughput, goodput)]) in bits per second over a sliding window
     ending at each point: throughput counts every payload byte sent (retransmissions too),
-    goodput the bytes newly acknowledged. The window is 1/20 of the connection, at least 1 ms."""
+    goodput the bytes of data newly acknowledged (not the SYN's or FIN's sequence number).
+    The window is 1/20 of the connection."""
     if window_ms is None:
         window_ms = max(s.duration_ms / 20, MIN_WINDOW_MS)
     sent = sorted([(ms, end - start) for ms, start, end in s.segments + s.resent])
+    data_end = max((end for _, _, end in s.segments + s.resent), default=0)
     good, top = [], None
     for ms, ack in s.acks:
+        ack = min(ack, data_end)
         if top is not None and ack > top:
             good.append((ms, ack - top))
         top = ack if top is None else max(top, ack)
