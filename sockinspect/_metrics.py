@@ -18,7 +18,7 @@ def duration_stats(row: list[int] | None, lo_ns: int, hi_ns: int) -> Stats:
     """Stats in ms of durations from their histogram's statistics (``row``, see
     analysis.statistics; None: no value): count, min and max exact (to the ns, given
     apart); median and p95 the middle of their bucket, inside [min, max], rounded to the
-    digits the bucket holds (see ``held_decimals_ms``)."""
+    digits the bucket holds (see ``held_decimals_ms``), towards the inside at the edges."""
     if not row:
         return Stats()
     n = row[S_COUNT]
@@ -26,7 +26,12 @@ def duration_stats(row: list[int] | None, lo_ns: int, hi_ns: int) -> Stats:
 
     def held(us: float) -> float:
         ms = min(max((us + (bucket_width_us(int(us)) - 1) / 2) / 1000, lo), hi)
-        return ms if ms in (lo, hi) else round(ms, held_decimals_ms(ms))  # clamped: exact
+        if ms in (lo, hi):  # clamped: exact
+            return ms
+        rounded = round(ms, held_decimals_ms(ms))
+        # Rounding must not carry it out of [min, max] (73 beside a max of 72.867): then
+        # min and max, exact, say more than the bucket, and the value keeps its µs.
+        return rounded if lo <= rounded <= hi else round(ms, 3)
 
     return Stats(count=n, min=lo, median=held(_median(row)), p95=held(row[S_P95]), max=hi)
 

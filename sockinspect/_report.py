@@ -16,7 +16,7 @@ from tabulate import tabulate
 from ._delays import held_decimals_ms
 from ._documents import tcp_to_dict, udp_to_dict
 from ._metrics import CONN_STATES, stats_from_values
-from ._model import Capture, Direction, TcpConnection, UdpFlow
+from ._model import Capture, Direction, Stats, TcpConnection, UdpFlow
 
 # -- CSV ----------------------------------------------------------------------
 # One row per TCP connection and UDP flow. Each column is a key of the capture
@@ -168,9 +168,16 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _q(value: float | None) -> str:
-    """A quantile from a bounded sketch (ms): only the digits the sketch holds."""
-    return "-" if value is None else _num(value, max(held_decimals_ms(value), 0))
+def _q(value: float | None, of: Stats | None = None) -> str:
+    """A quantile from a bounded sketch (ms): only the digits the sketch holds; all of
+    them when it is ``of``'s exact min or max (it was clamped there), or when fewer would
+    read outside them."""
+    if value is None:
+        return "-"
+    text = _num(value, max(held_decimals_ms(value), 0))
+    if of is not None and (value in (of.min, of.max) or not of.min <= float(text) <= of.max):
+        return _num(value)  # its digits, as min and max are shown
+    return text
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -228,7 +235,7 @@ def udp_table(flows: Iterable[UdpFlow], width: int | None = None) -> str:
     rows = [
         [
             f.index, str(f.a), str(f.b), f.a2b.packets, f.a2b.bytes, f.b2a.packets, f.b2a.bytes,
-            f.rtt_ms.count, _q(f.rtt_ms.median),
+            f.rtt_ms.count, _q(f.rtt_ms.median, f.rtt_ms),
         ]
         for f in flows
     ]
@@ -257,7 +264,7 @@ def timing_table(conns: Iterable[TcpConnection], width: int | None = None) -> st
             rows.append([
                 c.index, name, d.segments, f"{z.min}/{_num(z.median, 0)}/{z.p95}/{z.max}", z.sub_mss,
                 f"{d.nagle} ({e.held_until_ack}/{e.small_while_small_unacked})",
-                f"{_q(a.median)}/{_q(a.p95)}/{_num(a.max)}", d.delayed_acks, d.stalls,
+                f"{_q(a.median, a)}/{_q(a.p95, a)}/{_num(a.max)}", d.delayed_acks, d.stalls,
                 _num(d.stall_ms_total, 1), d.retransmitted_bytes, _mbit(d.goodput_bps),
             ])
     headers = [
@@ -339,10 +346,11 @@ def connection_detail(c: TcpConnection, width: int | None = None) -> str:
     if lat.count:
         out += "\n\n" + wrap(
             f"request latency (a request's first byte -> its reply's last byte): {_plural(lat.count, 'request')}, "
-            f"median {_q(lat.median)} ms, p95 {_q(lat.p95)} ms, max {_num(lat.max)} ms", width, "  ")
+            f"median {_q(lat.median, lat)} ms, p95 {_q(lat.p95, lat)} ms, max {_num(lat.max)} ms", width, "  ")
         out += "\n" + wrap(
             f"response first byte (a request's first byte -> its reply's first byte): "
-            f"median {_q(first.median)} ms, p95 {_q(first.p95)} ms, max {_num(first.max)} ms", width, "  ")
+            f"median {_q(first.median, first)} ms, p95 {_q(first.p95, first)} ms, max {_num(first.max)} ms",
+            width, "  ")
     return out
 
 
@@ -434,7 +442,11 @@ def compare_table(caps: list[tuple[Capture, list[TcpConnection], list[UdpFlow]]]
     rows = [[label, *(col[i] for col in columns)] for i, label in enumerate(labels)]
     files = [cap.file for cap, _, _ in caps]
     headers = ["", *(files if width is None else short_names(files))]
-    return grid(headers, rows, "l" + "r" * len(caps), width)
+    table = grid(headers, rows, "l" + "r" * len(caps), width)
+    if any(len(conns) > 1 for _cap, conns, _udp in caps):
+        table += "\n" + wrap("with several connections: a median is the median of the connections' medians, a p95 "
+                             "or max the largest of theirs.", width, "  ")
+    return table
 
 
 def _compare_udp(flows: list[UdpFlow]) -> list[str]:

@@ -279,4 +279,13 @@ def test_sketch_quantiles_print_only_the_digits_they_hold():
     row = Histograms(engine.HT, engine.compiled, lambda d: None).stats(H_DELAY, 0)
     st = duration_stats(row, min(durations), max(durations))
     assert (st.min, st.max) == (40.0, 43.893123)
-    assert st.p95 == 43.9 and st.median == 43.9  # one bucket [43.840, 43.904) ms: 0.1 ms is what it holds
+    # one bucket [43.840, 43.904) ms holds 0.1 ms, but 43.9 would read above the max, 43.893:
+    # then the bucket's middle keeps its µs
+    assert st.p95 == 43.871 and st.median == 43.871
+    engine = Engine()
+    durations = (43_850_000, 43_860_000, 43_870_000, 50_000_000)
+    for ns in durations:
+        histograms.duration(engine.HT, engine.G, H_DELAY, 0, ns)
+    row = Histograms(engine.HT, engine.compiled, lambda d: None).stats(H_DELAY, 0)
+    st = duration_stats(row, min(durations), max(durations))
+    assert st.median == 43.9 and st.p95 == 50.0  # the digits the bucket holds; the max's bucket, clamped

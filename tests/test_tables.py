@@ -10,6 +10,7 @@ import pytest
 from sockinspect import analyze
 from sockinspect._cli import main
 from sockinspect._report import compare_table, grid, short_names
+from sockinspect.errors import CaptureFormatError
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "captures" / "examples"
@@ -101,3 +102,22 @@ def test_words_a_student_can_read(capsys, monkeypatch):
     assert "SACK permitted in its SYN" in detail and " yes " in detail
     assert "MSS option of its SYN (B)" in detail and "full-sized payload (B)" in detail
     assert "1 request," in " ".join(detail.split()) and "1 requests" not in detail
+
+
+def _all_stats(conn):
+    for d in (conn.c2s, conn.s2c):
+        yield d.ack_delay_ms
+    yield conn.request_latency_ms
+    yield conn.response_first_byte_ms
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests" / "data" / "corpus").glob("*.pcap")), ids=lambda p: p.name)
+def test_a_median_or_p95_never_rounds_past_the_min_or_max(path):
+    try:
+        tcp = analyze(path).tcp
+    except CaptureFormatError:
+        pytest.skip("not a capture sockinspect reads")
+    for conn in tcp:
+        for st in _all_stats(conn):
+            if st.count:
+                assert st.min <= st.median <= st.max and st.min <= st.p95 <= st.max, st
