@@ -613,6 +613,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if packets is None:
         return 2
     sender = {"c2s": 0, "s2c": 1}[args.direction] if args.direction else sender_with_more_data(packets)
+    untimed = sum(ts is None for ts in packets.ts_ns)
+    if untimed:
+        print(f"warning: {args.file}: {untimed} of connection {args.connection}'s {len(packets.ts_ns)} packets have no "
+              "timestamp: the plot leaves them out", file=sys.stderr)
     fig = figure(packets, args.kind, sender, os.path.basename(args.file))
     try:
         save(fig, args.output)
@@ -636,6 +640,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     sections = []
+    failed = 0
     for path in files:
         progress = _progress_printer(path)
         again = _progress_printer(f"{path} again, for the connections drawn")
@@ -651,19 +656,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
             problem = None
         if progress:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
-        if problem:
+        if problem:  # said, and the page is made of the others
             print(f"sockinspect: {problem}", file=sys.stderr)
-            return 2
+            failed += 1
+            continue
         _print_warnings(cap)
         sections.append(CaptureSection(cap, list(cap.tcp), list(cap.udp), details))
+    if not sections:
+        return 2
     try:
         Path(args.output).write_text(report_page(sections), encoding="utf-8")
     except OSError as exc:
         print(f"sockinspect: {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     drawn = sum(len(s.details) for s in sections)
-    print(f"{args.output}: {_plural(len(sections), 'capture')}, {_plural(drawn, 'connection')} drawn in detail")
-    return 0
+    skipped = f" ({failed} left out: see above)" if failed else ""
+    print(f"{args.output}: {_plural(len(sections), 'capture')}, {_plural(drawn, 'connection')} drawn in detail"
+          + skipped)
+    return 2 if failed else 0
 
 
 def _plural(n: int, word: str) -> str:

@@ -31,7 +31,7 @@ figure { margin: 1em 0; } figure svg { width: 100%; height: auto; } figcaption {
 .answer { margin: 1em 0 1.4em; } code { font: 13px ui-monospace, "DejaVu Sans Mono", monospace; }
 @media (min-width: 110em) { body { max-width: 110em; }
   .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; } }
-nav li { margin: .1em 0; } .muted { color: #777; }
+nav li { margin: .1em 0; } .muted { color: #777; } .warning { color: #a40000; font-weight: 600; }
 """
 
 
@@ -88,8 +88,9 @@ def _contents(sections: Sequence[CaptureSection]) -> str:
 
 
 def capture_html(s: CaptureSection, anchor: str) -> str:
-    out = [f'<section id="{anchor}">', f"<h2>{_e(s.capture.file)}</h2>",
-           _pre(text_report(s.capture, s.tcp, s.udp, TABLE_WIDTH))]
+    out = [f'<section id="{anchor}">', f"<h2>{_e(s.capture.file)}</h2>"]
+    out += [f'<p class="warning">warning: {_e(w)}</p>' for w in s.capture.warnings]
+    out.append(_pre(text_report(s.capture, s.tcp, s.udp, TABLE_WIDTH)))
     drawn = {cp.connection.index for cp in s.details}
     left = [c.index for c in s.tcp if c.index not in drawn]
     if left and s.details:

@@ -21,6 +21,7 @@ from .analysis.tables import G_CLOCK, clamped
 from .errors import CaptureFormatError
 
 M32 = 0xFFFFFFFF
+HALF32 = 1 << 31
 MAX_WSCALE = 14  # RFC 7323 2.3: a larger shift is taken as 14
 COMPILED_FROM = 100_000  # packets fed again from which the compiled engine is worth loading
 End = tuple[bytes, int]  # an address and a port
@@ -36,8 +37,8 @@ class ConnectionPackets:
     ts_ns: list[int | None]
     side: list[int]  # 0: client to server, 1: server to client
     flags: list[int]
-    seq: list[int]  # relative to the sender's initial sequence number (its SYN is 0, its first byte 1)
-    ack: list[int]  # relative to the peer's initial sequence number
+    seq: list[int]  # relative to the sender's initial sequence number (its SYN is 0, its first byte 1), unwrapped
+    ack: list[int]  # relative to the peer's initial sequence number, unwrapped (past 4 GiB, on from 2**32)
     length: list[int]  # payload bytes
     window: list[int]  # the receive window announced: scaled when both SYNs offered window scaling
     sack: list[tuple[tuple[int, int], ...]]  # SACK blocks (left, right), relative as ack is
@@ -94,18 +95,21 @@ def _alone_packets(fed: list[tuple[int | None, Packet]], sacks: Sacks,
     base = [_base(kept, side, s) for s in (0, 1)]
     scales = (again.c2s.wscale, again.s2c.wscale)
     shift = tuple(min(x, MAX_WSCALE) for x in scales) if None not in scales else (0, 0)
+    seq = _unwrapped([(p.seq - base[s]) & M32 for p, s in zip(kept, side, strict=True)], side)
+    ack = _unwrapped([(p.ack - base[1 - s]) & M32 for p, s in zip(kept, side, strict=True)], side)
     return ConnectionPackets(
         connection=replace(again, index=conn.index),
         number=[p.number for p in kept],
         ts_ns=[p.ts_ns for p in kept],
         side=side,
         flags=[p.flags for p in kept],
-        seq=[(p.seq - base[s]) & M32 for p, s in zip(kept, side, strict=True)],
-        ack=[(p.ack - base[1 - s]) & M32 for p, s in zip(kept, side, strict=True)],
+        seq=seq,
+        ack=ack,
         length=[p.payload_len for p in kept],
         window=[p.window if p.flags & SYN else p.window << shift[s] for p, s in zip(kept, side, strict=True)],
-        sack=[tuple(((left - base[1 - s]) & M32, (right - base[1 - s]) & M32) for left, right in sacks[p.number])
-              if p.number in sacks else () for p, s in zip(kept, side, strict=True)],
+        sack=[tuple((_near((left - base[1 - s]) & M32, a), _near((right - base[1 - s]) & M32, a))
+                    for left, right in sacks[p.number]) if p.number in sacks else ()
+              for p, s, a in zip(kept, side, ack, strict=True)],
         notes=[note for note in notes if note[0] in mine and note[1] != "connection"],
         ack_delays=_ack_delays(log, mine, {p.number: p.ts_ns for p in kept}),
     )
@@ -174,6 +178,22 @@ def _alone(fed: list[tuple[int | None, Packet]], first_packet: int
     engine.feed_chunk(chunk)
     engine.finish()
     return (ours[0] if ours else None), notes, log
+
+
+def _near(value: int, ref: int) -> int:
+    """The number congruent to ``value`` mod 2**32 nearest to ``ref``."""
+    return ref + ((value - ref + HALF32) & M32) - HALF32
+
+
+def _unwrapped(values: list[int], side: list[int]) -> list[int]:
+    """Relative sequence numbers (mod 2**32) as each side's running count: past 4 GiB
+    they go on growing, as tcptrace has them, instead of starting again from 0."""
+    last = [0, 0]
+    out = []
+    for v, s in zip(values, side, strict=True):
+        last[s] = _near(v, last[s])
+        out.append(last[s])
+    return out
 
 
 def _ack_delays(log: list, mine: set[int], ts: dict[int, int | None]) -> dict[int, int]:

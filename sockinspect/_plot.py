@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from typing import TYPE_CHECKING
 
 from ._linux import DELAYED_ACK_MAX_NS, DELAYED_ACK_MIN_NS, DELAYED_ACK_THRESHOLD_NS
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 KINDS = ("tsg", "ack-delay", "window", "throughput")
 FORMATS = ("png", "svg", "pdf")
+MAX_DRAWN = 20_000  # points of one kind drawn, at most (a 600k-packet transfer makes a 80 MB SVG)
 LABELLED = 12  # delayed ACKs and stalls labelled with their ms, at most (then the legend counts them)
 SECONDS_FROM_MS = 10_000  # a longer connection's time axis is in seconds
 
@@ -50,14 +52,21 @@ def figure(cp: ConnectionPackets, kind: str, sender: int, name: str = "") -> Fig
     ends = f"{c.client} → {c.server}" if sender == 0 else f"{c.server} → {c.client}"
     what = {"tsg": "time-sequence graph", "ack-delay": "ACK delays", "window": "window and bytes in flight",
             "throughput": "throughput"}[kind]
-    fig.suptitle(f"{what}: data from the {who[0]} ({ends}), ACKs from the {who[1]}", fontsize=12)
-    ax.set_title(f"TCP connection {c.index}" + (f" of {name}" if name else ""), fontsize=9, color=MARK)
+    fig.suptitle(f"{what}: data from the {who[0]} ({ends}), ACKs from the {who[1]}", fontsize=12,
+                 parse_math=False)
+    ax.set_title(f"TCP connection {c.index}" + (f" of {name}" if name else ""), fontsize=9, color=MARK,
+                 parse_math=False)  # a file name is text: "$5 and $6" is not mathematics
     scale, unit = (1e3, "s") if s.duration_ms > SECONDS_FROM_MS else (1.0, "ms")
     axes[-1].set_xlabel(f"time since the connection's first packet ({unit})")
-    if kind == "window":
+    if not s.timed:
+        _empty(ax, "no packet of this connection has a timestamp (pcapng simple packet blocks?)")
+    elif kind == "window":
         _window(axes, s, scale)
     else:
         {"tsg": _tsg, "ack-delay": _ack_delay, "throughput": _throughput}[kind](ax, s, scale)
+    if s.thinned > 1:
+        fig.text(0.995, 0.005, f"a long connection: 1 point in {s.thinned} drawn", ha="right", va="bottom",
+                 fontsize=7, color=MARK)
     for a in axes:
         a.grid(True, color="#dddddd", linewidth=0.6)
         a.set_axisbelow(True)
@@ -67,7 +76,14 @@ def figure(cp: ConnectionPackets, kind: str, sender: int, name: str = "") -> Fig
 
 
 def save(fig: Figure, path: str | os.PathLike[str]) -> None:
-    fig.savefig(path, format=output_format(path))
+    """Write the figure; OSError when the file cannot be written (drawn in memory first,
+    so a full disk is an OSError, whatever the format's writer does with it)."""
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a glyph the font lacks is drawn as a box
+        fig.savefig(out, format=output_format(path))
+    with open(path, "wb") as f:
+        f.write(out.getbuffer())
 
 
 def svg(fig: Figure, prefix: str = "plot") -> str:
@@ -77,11 +93,23 @@ def svg(fig: Figure, prefix: str = "plot") -> str:
     import matplotlib
 
     out = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sockinspect"}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "sockinspect"}), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         fig.savefig(out, format="svg", metadata={"Date": None})
     text = out.getvalue()
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.index("<svg"):], count=1, flags=re.S)
     return re.sub(r'(\bid="|url\(#|href="#)', lambda m: f"{m.group(1)}{prefix}-", text)
+
+
+def _thin(s: Series, items: list) -> list:
+    """At most about MAX_DRAWN of ``items`` (every k-th, and the last): a long transfer
+    draws in bounded time and file size. ``s.thinned`` keeps the largest k, for the footnote."""
+    k = -(-len(items) // MAX_DRAWN)
+    if k <= 1:
+        return items
+    s.thinned = max(s.thinned, k)
+    return items[::k] + ([items[-1]] if (len(items) - 1) % k else [])
 
 
 def _x(ms: float, scale: float) -> float:
@@ -107,20 +135,22 @@ def _tsg(ax, s: Series, scale: float) -> None:  # noqa: ANN001
     _bytes_axis(ax, "relative sequence number")
     if not s.segments and not s.resent:
         _empty(ax, "no data segments this way")
-    for spans, colour, label in ((s.segments, DATA, "data segment"), (s.resent, RESENT, "retransmission")):
-        if spans:
+    for every, colour, label in ((s.segments, DATA, "data segment"), (s.resent, RESENT, "retransmission")):
+        if every:
+            spans = _thin(s, every)
             ax.add_collection(LineCollection([[(_x(t, scale), a), (_x(t, scale), b)] for t, a, b in spans],
-                                             colors=colour, linewidths=1.6, label=f"{label} ({len(spans)})"))
+                                             colors=colour, linewidths=1.6, label=f"{label} ({len(every)})"))
             ax.plot([_x(t, scale) for t, _, b in spans], [b for _, _, b in spans], linestyle="none",
                     marker="_", markersize=5, color=colour)
     if s.acks:
-        ax.step([_x(t, scale) for t, _ in s.acks], [a for _, a in s.acks], where="post", color=ACKED,
+        acks, edges = _thin(s, s.acks), _thin(s, s.window_edge)
+        ax.step([_x(t, scale) for t, _ in acks], [a for _, a in acks], where="post", color=ACKED,
                 linewidth=1.0, label="ACK")
-        ax.step([_x(t, scale) for t, _ in s.window_edge], [e for _, e in s.window_edge], where="post",
+        ax.step([_x(t, scale) for t, _ in edges], [e for _, e in edges], where="post",
                 color=WINDOW, linewidth=1.0, linestyle="--", label="receive window's right edge"
                 + (" (above the plot)" if min(e for _, e in s.window_edge) > _top(s) * 1.5 else ""))
     if s.sacks:
-        ax.add_collection(LineCollection([[(_x(t, scale), a), (_x(t, scale), b)] for t, a, b in s.sacks],
+        ax.add_collection(LineCollection([[(_x(t, scale), a), (_x(t, scale), b)] for t, a, b in _thin(s, s.sacks)],
                                          colors=SACKED, linewidths=3, alpha=0.7, label=f"SACK block ({len(s.sacks)})"))
     for t, seq, name in s.marks:
         ax.annotate(name, (_x(t, scale), seq), fontsize=7, color=MARK, xytext=(3, 3), textcoords="offset points")
@@ -212,10 +242,11 @@ def _ack_delay(ax, s: Series, scale: float) -> None:  # noqa: ANN001
               "or came after 0.5 s", MARK, lambda d, delayed: not delayed and d >= threshold),
              ("delayed ACK", DELAYED, lambda d, delayed: delayed))
     for label, colour, chosen in kinds:
-        points = [(t, d) for t, d, delayed in s.ack_delays if chosen(d, delayed)]
+        every = [(t, d) for t, d, delayed in s.ack_delays if chosen(d, delayed)]
+        points = _thin(s, every)
         if points:
             ax.plot([_x(t, scale) for t, _ in points], [max(d, 1e-3) for _, d in points], linestyle="none",
-                    marker="o", markersize=4, color=colour, label=f"{label} ({len(points)})")
+                    marker="o", markersize=4, color=colour, label=f"{label} ({len(every)})")
     low = min(d for _, d, _ in s.ack_delays)
     ax.set_ylim(max(min(low / 3, 10), 1e-3), max(max(d for _, d, _ in s.ack_delays) * 2, 300 + leg))
     _stall_strip(ax, s, scale)
@@ -229,7 +260,7 @@ def _window(axes, s: Series, scale: float) -> None:  # noqa: ANN001
     if not s.window:
         _empty(top, "no ACK from the receiver")
         return
-    window = s.window + [(s.duration_ms, s.window[-1][1])]  # the last one holds to the end
+    window = _thin(s, s.window) + [(s.duration_ms, s.window[-1][1])]  # the last one holds to the end
     top.step([_x(t, scale) for t, _ in window], [w for _, w in window], where="post", color=WINDOW,
              linewidth=1.2, label="receive window the receiver announces")
     if s.zero_windows:
@@ -238,7 +269,7 @@ def _window(axes, s: Series, scale: float) -> None:  # noqa: ANN001
                  label=f"zero window: the receiver's buffer is full ({len(s.zero_windows)})")
     top.set_ylim(0, max(w for _, w in window) * 1.1 or 1000)  # a steady window is not hidden by the frame
     if s.in_flight:
-        flight = s.in_flight + [(s.duration_ms, s.in_flight[-1][1])]
+        flight = _thin(s, s.in_flight) + [(s.duration_ms, s.in_flight[-1][1])]
         bottom.step([_x(t, scale) for t, _ in flight], [f for _, f in flight], where="post", color=DATA,
                     linewidth=1.0, label="sent, not yet acknowledged")
     else:

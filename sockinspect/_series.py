@@ -31,6 +31,8 @@ class Series:
     delayed_acks: list[tuple[float, float, int]] = field(default_factory=list)  # (from ms, to ms, ack)
     stalls: list[tuple[float, float]] = field(default_factory=list)  # (from ms, to ms): time lost
     zero_windows: list[float] = field(default_factory=list)  # ms of the receiver's zero-window announcements
+    thinned: int = 1  # drawn: every k-th point of the longest series (see _plot)
+    timed: int = 0  # packets of the connection with a timestamp (the others are left out)
     leg_ms: float = 0.0  # the receiver's round trip from the capture point (the handshake's), in every ACK delay
     duration_ms: float = 0.0
 
@@ -48,7 +50,7 @@ def sender_with_more_data(cp: ConnectionPackets) -> int:
 def series(cp: ConnectionPackets, sender: int) -> Series:
     """Direction ``sender``'s series. Packets without a timestamp are left out."""
     times = [t for t in cp.ts_ns if t is not None]
-    s = Series(sender)
+    s = Series(sender, timed=len(times))
     if not times:
         return s
     t0 = times[0]

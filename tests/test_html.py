@@ -156,3 +156,15 @@ def test_a_browser_draws_the_page(tmp_path):
     image = Image.open(shot).convert("L")
     rows = [sum(1 for x in range(0, 1200, 4) if image.getpixel((x, y)) < 200) for y in range(0, 4000, 8)]
     assert sum(r > 0 for r in rows) > 150  # text, tables and two plots down the page, not a blank one
+
+
+def test_a_capture_that_cannot_be_read_is_left_out_and_said(tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(NAGLE_ON.read_bytes()[:-30])
+    out = tmp_path / "r.html"
+    run = cli("report", str(cut), str(tmp_path / "missing.pcap"), str(ECHO), "-o", str(out))
+    assert run.returncode == 2  # one capture failed
+    assert "missing.pcap: no such file" in run.stderr
+    assert "2 captures, 4 connections drawn in detail (1 left out: see above)" in run.stdout
+    text = out.read_text()
+    assert '<p class="warning">warning: file cut short' in text  # the page, mailed, says it too

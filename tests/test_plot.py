@@ -177,3 +177,54 @@ def test_the_readmes_plot_commands_run_and_its_pictures_are_there(tmp_path):
         assert Path(args[out]).read_bytes().startswith(MAGIC["png"])
     for picture in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
         assert (ROOT / picture).read_bytes().startswith(MAGIC["png"])
+
+
+def test_a_file_name_is_text_not_mathematics(tmp_path):
+    odd = tmp_path / "cost $5 and a$\\foo$.pcap"
+    odd.write_bytes(NAGLE_ON.read_bytes())
+    run = cli("plot", str(odd), "-o", str(tmp_path / "x.svg"))
+    assert run.returncode == 0, run.stderr
+    assert "cost $5 and a$\\foo$.pcap" in (tmp_path / "x.svg").read_text()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+@pytest.mark.parametrize("fmt", sorted(MAGIC))
+def test_a_full_disk_is_one_line(tmp_path, fmt):
+    full = tmp_path / f"full.{fmt}"
+    full.symlink_to("/dev/full")
+    run = cli("plot", str(NAGLE_ON), "-o", str(full))
+    assert run.returncode == 2 and run.stderr.strip() == f"sockinspect: {full}: No space left on device"
+
+
+def test_packets_without_timestamps_are_said_to_be_so():
+    cp = connection_packets(NAGLE_ON, 0)
+    cp = replace(cp, ts_ns=[None] * len(cp.number))
+    for kind in KINDS:
+        assert "no packet of this connection has a timestamp" in svg(figure(cp, kind, 0))
+
+
+def test_sequence_numbers_go_on_past_4_gib(tmp_path):
+    from helpers import CLIENT, SERVER, tcp, write_pcap
+
+    t0, step = 1_700_000_000 * 10**9, 3 << 29  # 1.5 GiB further each time (less than 2 GiB: TCP's own limit)
+    frames = [tcp(CLIENT, SERVER, 40000, 80, "S", 1000), tcp(SERVER, CLIENT, 80, 40000, "SA", 9, 1001),
+              tcp(CLIENT, SERVER, 40000, 80, "A", 1001, 10)]
+    for i in range(6):  # to 7.5 GiB: past 2**32 once
+        seq = (1001 + i * step) & 0xFFFFFFFF
+        frames += [tcp(CLIENT, SERVER, 40000, 80, "PA", seq, 10, b"x" * 100),
+                   tcp(SERVER, CLIENT, 80, 40000, "A", 10, (seq + 100) & 0xFFFFFFFF)]
+    path = write_pcap(tmp_path / "far.pcap", [(t0 + k * 10**6, f) for k, f in enumerate(frames)])
+    cp = connection_packets(path, 0)
+    data = [cp.seq[k] for k in range(len(cp.number)) if cp.length[k]]
+    assert data == [1 + i * step for i in range(6)]
+    assert [a for a, s in zip(cp.ack, cp.side, strict=True) if s == 1][-1] == 1 + 5 * step + 100
+
+
+def test_a_long_connection_is_drawn_with_a_bounded_number_of_points():
+    from sockinspect._plot import MAX_DRAWN, _thin
+
+    s = Series(0)
+    items = list(range(3 * MAX_DRAWN + 7))
+    drawn = _thin(s, items)
+    assert len(drawn) <= MAX_DRAWN + 1 and drawn[0] == 0 and drawn[-1] == items[-1] and s.thinned == 4
+    assert _thin(s, items[:MAX_DRAWN]) == items[:MAX_DRAWN]
