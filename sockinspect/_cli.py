@@ -45,7 +45,7 @@ from ._model import Capture, Selection, TcpConnection, UdpFlow
 from ._packets import ConnectionPackets, connection_packets, connections_packets
 from ._plot import FORMATS, KINDS, figure, output_format, save
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
-from ._report import compare_table, connection_detail, csv_text, text_report, to_csv_rows
+from ._report import compare_table, connection_detail, csv_text, plural, text_report, to_csv_rows
 from ._run import (
     STAGE_PREFIX,
     Lease,
@@ -144,9 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the first packet and since the previous one), and in the margin what the analysis found: the "
         "handshake RTT, delayed ACKs, stalls, retransmissions, zero windows, who closed first.",
     )
-    ld.add_argument("file", metavar="FILE", help="capture file (pcap, pcapng, optionally gzip)")
-    ld.add_argument("--connection", type=_index, default=0, metavar="N",
-                    help="the connection (the # column of analyze; default 0)")
+    _one_connection(ld)
     ld.add_argument("--width", type=_whole(MIN_WIDTH, "a width", "the ladder needs at least {minimum} columns, "
                                            "got {value}"),
                     help=f"columns (default: the terminal's, else 80; at most {MAX_WIDTH})")
@@ -169,9 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ack-delay: each ACK's delay, against Linux's delayed-ACK timer; window: the window announced and the "
         "bytes in flight; throughput: sliding throughput and goodput.",
     )
-    pl.add_argument("file", metavar="FILE", help="capture file (pcap, pcapng, optionally gzip)")
-    pl.add_argument("--connection", type=_index, default=0, metavar="N",
-                    help="the connection (the # column of analyze; default 0)")
+    _one_connection(pl)
     pl.add_argument("-o", "--output", required=True, type=_plot_file, metavar="PLOT",
                     help=f"the file to write: {', '.join('.' + f for f in FORMATS)} (the format follows the name)")
     pl.add_argument("--kind", choices=KINDS, default="tsg", help="what to plot (default tsg)")
@@ -564,6 +560,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_connection(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a command about one connection of one capture."""
+    parser.add_argument("file", metavar="FILE", help="capture file (pcap, pcapng, optionally gzip)")
+    parser.add_argument("--connection", type=_index, default=0, metavar="N",
+                        help="the connection (the # column of analyze; default 0)")
+
+
 def _width(args: argparse.Namespace) -> int | None:
     """The columns tables are fitted to: the terminal's (``$COLUMNS`` first, 80 when not a
     terminal), or None (no limit) with ``--wide``."""
@@ -671,13 +674,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     drawn = sum(len(s.details) for s in sections)
     skipped = f" ({failed} left out: see above)" if failed else ""
-    print(f"{args.output}: {_plural(len(sections), 'capture')}, {_plural(drawn, 'connection')} drawn in detail"
+    print(f"{args.output}: {plural(len(sections), 'capture')}, {plural(drawn, 'connection')} drawn in detail"
           + skipped)
     return 2 if failed else 0
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _cmd_ladder(args: argparse.Namespace) -> int:

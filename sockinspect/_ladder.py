@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ._decode import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
 from ._model import TcpConnection
 from ._packets import ConnectionPackets
+from ._report import plural
 from ._syscalls import RECEIVES, SENDS, Syscall
 
 MIN_WIDTH = 60
@@ -313,17 +314,17 @@ def _summary(c: TcpConnection, width: int) -> list[str]:
     if h.rtt_ms is not None:
         facts.append(f"handshake RTT {h.rtt_ms:.3f} ms")
     if h.syn_retries:
-        facts.append(f"{_count(h.syn_retries, 'SYN')} sent again")
+        facts.append(f"{plural(h.syn_retries, 'SYN')} sent again")
     if c.closed_by:
         facts.append(f"closed by the {c.closed_by}")
     for name, d in (("client", c.c2s), ("server", c.s2c)):
         if not d.payload_bytes:
             facts.append(f"the {name} sent no data")
             continue
-        bits = [_count(d.retransmissions, "retransmission") if d.retransmissions else "",
-                f"{_count(d.delayed_acks, 'delayed ACK')} of its data" if d.delayed_acks else "",
-                f"{_count(d.stalls, 'stall')}, {d.stall_ms_total:.1f} ms lost" if d.stalls else "",
-                f"a zero window announced {_count(d.zero_windows, 'time')}" if d.zero_windows else "",
+        bits = [plural(d.retransmissions, "retransmission") if d.retransmissions else "",
+                f"{plural(d.delayed_acks, 'delayed ACK')} of its data" if d.delayed_acks else "",
+                f"{plural(d.stalls, 'stall')}, {d.stall_ms_total:.1f} ms lost" if d.stalls else "",
+                f"a zero window announced {plural(d.zero_windows, 'time')}" if d.zero_windows else "",
                 f"Nagle {d.nagle}"]
         facts.append(f"the {name} sent {d.payload_bytes:,} B: " + ", ".join(b for b in bits if b))
     return _wrap("; ".join(facts), width)
@@ -333,7 +334,3 @@ def _wrap(text: str, width: int) -> list[str]:
     """``text`` in lines of ``width``, a number never apart from its unit ("41.9 ms")."""
     kept = re.sub(r"(\d) (?=\S)", "\\1\u00a0", text)
     return [line.replace("\u00a0", " ") for line in textwrap.wrap(kept, width)]
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n:,} {thing}{'' if n == 1 else 's'}"

@@ -180,7 +180,8 @@ def _q(value: float | None, of: Stats | None = None) -> str:
     return text
 
 
-def _plural(n: int, word: str, many: str | None = None) -> str:
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"1 packet", "2 packets" (``many``: a plural that is not word + s)."""
     return f"{n} {word if n == 1 else many or word + 's'}"
 
 
@@ -192,8 +193,8 @@ def _client(c: TcpConnection) -> str:
 def summary_line(cap: Capture, n_tcp: int, n_udp: int, width: int | None = None) -> str:
     return wrap(
         f"{cap.file}: {cap.format}, {'/'.join(cap.linktypes) or 'no interfaces'}, "
-        f"{_plural(cap.packets, 'packet')}, {_start(cap.first_ts_ns)}, {_num(cap.duration_ms)} ms; "
-        f"{_plural(n_tcp, 'TCP connection')}, {_plural(n_udp, 'UDP flow')}", width, "  ")
+        f"{plural(cap.packets, 'packet')}, {_start(cap.first_ts_ns)}, {_num(cap.duration_ms)} ms; "
+        f"{plural(n_tcp, 'TCP connection')}, {plural(n_udp, 'UDP flow')}", width, "  ")
 
 
 def _start(ts_ns: int | None) -> str:
@@ -345,7 +346,7 @@ def connection_detail(c: TcpConnection, width: int | None = None) -> str:
     lat, first = c.request_latency_ms, c.response_first_byte_ms
     if lat.count:
         out += "\n\n" + wrap(
-            f"request latency (a request's first byte -> its reply's last byte): {_plural(lat.count, 'request')}, "
+            f"request latency (a request's first byte -> its reply's last byte): {plural(lat.count, 'request')}, "
             f"median {_q(lat.median, lat)} ms, p95 {_q(lat.p95, lat)} ms, max {_num(lat.max)} ms", width, "  ")
         out += "\n" + wrap(
             f"response first byte (a request's first byte -> its reply's first byte): "
