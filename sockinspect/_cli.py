@@ -580,12 +580,20 @@ def _connection_packets(args: argparse.Namespace) -> ConnectionPackets | None:
         print(f"sockinspect {args.command}: error: the capture is read twice, so it must be a file, not a pipe",
               file=sys.stderr)
         return None
-    progress = _progress_printer(args.file)
-    again = _progress_printer(f"{args.file} again, for connection {args.connection}'s packets")
+    read = _read_connections(args.file, lambda _tcp: [args.connection], f"connection {args.connection}'s packets")
+    return None if read is None else read[1][0]
+
+
+def _read_connections(path: str, choose: Callable[[Sequence[TcpConnection]], list[int]], what: str
+                      ) -> tuple[Capture, list[ConnectionPackets]] | None:
+    """``connections_packets`` with progress (``what``: of the second reading) and the
+    capture's warnings on stderr; None when it cannot be read (said in one line)."""
+    progress = _progress_printer(path)
+    again = _progress_printer(f"{path} again, for {what}")
     try:
-        packets = connection_packets(args.file, args.connection, progress=progress, again=again)
+        read = connections_packets(path, choose, progress=progress, again=again)
     except (ValueError, SockinspectError) as exc:
-        problem = f"{args.file}: {exc}" if isinstance(exc, ValueError) else str(exc)
+        problem = f"{path}: {exc}" if isinstance(exc, ValueError) else str(exc)
     else:
         problem = None
     if progress:
@@ -593,9 +601,8 @@ def _connection_packets(args: argparse.Namespace) -> ConnectionPackets | None:
     if problem:
         print(f"sockinspect: {problem}", file=sys.stderr)
         return None
-    for warning in packets.warnings:
-        print(f"warning: {args.file}: {warning}", file=sys.stderr)
-    return packets
+    _print_warnings(read[0])
+    return read
 
 
 def _plot_file(text: str) -> str:
@@ -644,26 +651,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     sections = []
     failed = 0
+    def choose(tcp: Sequence[TcpConnection]) -> list[int]:
+        return args.connection if args.connection else chosen(tcp, args.details)
+
     for path in files:
-        progress = _progress_printer(path)
-        again = _progress_printer(f"{path} again, for the connections drawn")
-
-        def choose(tcp: Sequence[TcpConnection]) -> list[int]:
-            return args.connection if args.connection else chosen(tcp, args.details)
-
-        try:
-            cap, details = connections_packets(path, choose, progress=progress, again=again)
-        except (ValueError, SockinspectError) as exc:
-            problem = f"{path}: {exc}" if isinstance(exc, ValueError) else str(exc)
-        else:
-            problem = None
-        if progress:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-        if problem:  # said, and the page is made of the others
-            print(f"sockinspect: {problem}", file=sys.stderr)
+        read = _read_connections(path, choose, "the connections drawn")
+        if read is None:  # said; the page is made of the others
             failed += 1
             continue
-        _print_warnings(cap)
+        cap, details = read
         sections.append(CaptureSection(cap, list(cap.tcp), list(cap.udp), details))
     if not sections:
         return 2
