@@ -91,10 +91,8 @@ def capture_html(s: CaptureSection, anchor: str) -> str:
     out = [f'<section id="{anchor}">', f"<h2>{_e(s.capture.file)}</h2>"]
     out += [f'<p class="warning">warning: {_e(w)}</p>' for w in s.capture.warnings]
     out.append(_pre(text_report(s.capture, s.tcp, s.udp, TABLE_WIDTH)))
-    drawn = {cp.connection.index for cp in s.details}
-    left = [c.index for c in s.tcp if c.index not in drawn]
-    if left and s.details:
-        out.append(f'<p class="muted">{len(drawn)} of the {len(s.tcp)} TCP connections are drawn below; '
+    if s.details and len(s.details) < len(s.tcp):
+        out.append(f'<p class="muted">{len(s.details)} of the {len(s.tcp)} TCP connections are drawn below; '
                    f"the others are in the tables (sockinspect report --connection N draws one).</p>")
     for cp in s.details:
         out.append(connection_html(cp, f"{anchor}-tcp-{cp.connection.index}", s.capture.file))
@@ -121,7 +119,7 @@ def connection_html(cp: ConnectionPackets, anchor: str, name: str) -> str:
 
 
 def ladder_html(cp: ConnectionPackets) -> str:
-    """The ladder as text, each arrow coloured by its direction, the notes marked."""
+    """The ladder as text, each arrow coloured by its direction (folded when long)."""
     lines = ladder(cp, width=LADDER_WIDTH)
     rows = []
     for line in lines:
