@@ -66,3 +66,24 @@ def test_a_missing_key_is_none_and_growing_keeps_every_entry():
         keys.put(K, key, value)
     assert all(keys.get(K, key) == value for key, value in entries.items())
     assert K[0][0] == 1000 and len(K) - 1 >= 2 * (1000 + keys.ROOM)
+
+
+def test_the_compiled_hash_spreads_keys_that_differ_only_in_high_bits():
+    """Compiled, a key's hash is keys.mixed_hash (numba's tuple hash needs its runtime).
+    Addresses that differ only in their high 64 bits (IPv6 prefixes), or only in a port,
+    still fill a table's buckets evenly: the table index is the hash's low bits."""
+    mask = 4096 - 1
+    spreads = (lambda i: (6, i << 40, 1), lambda i: (0, 7, 40_000 + i, 9, 443), lambda i: (4, 0, i << 16),
+               lambda i: (4, 0, i << 32))
+    for keys_of in spreads:
+        buckets = {keys.mixed_hash(keys_of(i)) & mask for i in range(2048)}
+        assert len(buckets) > 2048 * 0.7  # random placement fills about 78%
+    assert keys.mixed_hash((1, -5, 1 << 62)) >= 0
+
+
+def test_the_compiled_hash_is_the_same_number_in_both_modes():
+    script = ("import numba, json; from sockinspect.analysis import keys; f = numba.njit(keys.mixed_hash); "
+              "print(json.dumps([f((6, -3, 1 << 62)), f((0, 1, 2, 3, 4))]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == [keys.mixed_hash((6, -3, 1 << 62)), keys.mixed_hash((0, 1, 2, 3, 4))]

@@ -287,7 +287,7 @@ def stall(t, d, ts, number, EV, G):  # noqa: ANN001, ANN201
         t[T_STALL_NS] = capped_sum(t[T_STALL_NS], ts - t[T_PEND_DATA_TS])
         if t[T_LISTED] < MAX_STALLS_LISTED:
             t[T_LISTED] += 1
-            e = event(EV, G, EV_STALL)
+            e = EV[event(EV, G, EV_STALL)]
             e[1] = d
             e[2] = t[T_PEND_DATA_PKT]
             e[3] = t[T_PEND_ACK_PKT]
@@ -357,7 +357,7 @@ def ack(T, P, G, EV, HT, d, ackno, ts, number, carries_data, has_ts):  # noqa: A
     if covered == 0:
         return
     if G[0][G_LOG]:
-        e = event(EV, G, EV_ACK_LOG)
+        e = EV[event(EV, G, EV_ACK_LOG)]
         e[1] = number
         e[2] = first_pkt
         e[3] = last_pkt

@@ -1,7 +1,10 @@
 """Compile the engine's kernels with numba, once a capture is large enough to pay for it.
 
 A kernel is a plain Python function over integers and indexable tables, written
-in the subset numba compiles (no objects, no exceptions, no allocation). It runs
+in the subset numba compiles (no objects, no exceptions, no allocation). Compiled
+without numba's runtime (NRT), which would count references to every row taken
+from a table, an atomic instruction each way: that was half the kernels' time.
+So a kernel returns numbers, never a row of a table. It runs
 as written for small captures, on Python lists and ints: no import of numba (0.6 s
 and 90 MiB), no compile. For a large capture :func:`compile_kernels` replaces every
 kernel, in every module that refers to it, by its numba dispatcher; the same source
@@ -26,16 +29,17 @@ from typing import TypeVar
 
 F = TypeVar("F", bound=Callable)
 
-_KERNELS: list[Callable] = []
+_KERNELS: list[tuple[Callable, Callable]] = []  # (the kernel, what numba compiles for it)
 _compiled = False
 COMPILE_MIN_BYTES = 16 << 20  # smaller captures run faster as Python than loading numba takes
 READY_MARK = "ready"
 DISABLE_VAR = "SOCKINSPECT_NO_JIT"  # set to 1: never compile (the kernels run as Python)
 
 
-def kernel(fn: F) -> F:
-    """Register ``fn`` as a kernel: compiled with the others by :func:`compile_kernels`."""
-    _KERNELS.append(fn)
+def kernel(fn: F, compiled_from: Callable | None = None) -> F:
+    """Register ``fn`` as a kernel: compiled with the others by :func:`compile_kernels`
+    (from ``compiled_from`` instead, where Python has a faster way to the same kind of answer)."""
+    _KERNELS.append((fn, compiled_from or fn))
     return fn
 
 
@@ -70,7 +74,7 @@ def compile_kernels() -> None:
     import numba
 
     numba.config.CACHE_DIR = str(_cache_dir())
-    swap = {id(fn): (fn, numba.njit(cache=True, nogil=True)(fn)) for fn in _KERNELS}
+    swap = {id(fn): (fn, numba.njit(cache=True, nogil=True, _nrt=False)(source)) for fn, source in _KERNELS}
     for name, module in list(sys.modules.items()):
         if name == "sockinspect" or name.startswith("sockinspect."):
             for attr, value in list(vars(module).items()):
@@ -117,7 +121,7 @@ def cache_sources() -> list[Path]:
     from .. import _delays, _linux
     from . import engine  # noqa: F401 - imports (registers) every kernel
 
-    kernels = {Path(fn.__code__.co_filename) for fn in _KERNELS}
+    kernels = {Path(fn.__code__.co_filename) for fn, _ in _KERNELS}
     return sorted(kernels | set(Path(__file__).parent.glob("*.py")) | {Path(_linux.__file__), Path(_delays.__file__)})
 
 

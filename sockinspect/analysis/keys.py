@@ -23,6 +23,31 @@ def new_keys(width: int, compiled: bool, capacity: int = FIRST_CAPACITY):  # noq
     return new_table(capacity + 1, K_KEY + width, compiled)
 
 
+MIX = 0x2545F4914F6CDD1D  # odd: a multiplier that spreads the low bits upwards
+MASK62 = (1 << 62) - 1
+
+
+def key_hash(key):  # noqa: ANN001, ANN201
+    """A key's hash, when the kernels run as Python: the tuple's own."""
+    return hash(key)
+
+
+def mixed_hash(key):  # noqa: ANN001, ANN201
+    """A key's hash, compiled (where the tuple hash needs numba's runtime): its integers
+    mixed by multiplication, the high bits folded back into the low ones after each and
+    once more at the end (a table's index is the hash's low bits). In 62 bits: the low
+    bits of a product do not depend on overflow, so Python and numba agree."""
+    h = 0
+    for x in key:
+        h = ((h ^ x) * MIX) & MASK62
+        h ^= h >> 29
+    h = (h * MIX) & MASK62
+    return h ^ (h >> 32)
+
+
+kernel(key_hash, compiled_from=mixed_hash)
+
+
 @kernel
 def full(K):  # noqa: ANN001, ANN201
     """Whether K must grow before ROOM more entries go in."""
@@ -51,13 +76,13 @@ def bucket(K, key, h):  # noqa: ANN001, ANN201
 @kernel
 def get(K, key):  # noqa: ANN001, ANN201
     """The value under ``key``; NONE (-1) when there is none."""
-    return K[bucket(K, key, hash(key))][K_VALUE] - 1
+    return K[bucket(K, key, key_hash(key))][K_VALUE] - 1
 
 
 @kernel
 def put(K, key, value):  # noqa: ANN001, ANN201
     """Set ``key`` to ``value`` (non-negative). The caller made room (see :func:`full`)."""
-    h = hash(key)
+    h = key_hash(key)
     row = K[bucket(K, key, h)]
     if row[K_VALUE] == 0:
         row[K_HASH] = h
@@ -71,7 +96,7 @@ def put(K, key, value):  # noqa: ANN001, ANN201
 def pop(K, key):  # noqa: ANN001, ANN201
     """Remove ``key`` if present; the entries probing past it move back into the gap."""
     mask = len(K) - 2
-    gap = bucket(K, key, hash(key))
+    gap = bucket(K, key, key_hash(key))
     if K[gap][K_VALUE] == 0:
         return
     K[0][0] -= 1
@@ -109,3 +134,4 @@ def grown(K, compiled: bool):  # noqa: ANN001, ANN201
     new = new_table(2 * (len(K) - 1) + 1, len(K[0]), compiled)
     move_all(K, new)
     return new
+

@@ -53,10 +53,10 @@ def clamped(ts: int) -> int:
 
 @kernel
 def event(EV, G, kind):  # noqa: ANN001, ANN201
-    """The next row of EV, for an event of ``kind`` (its values go in after it)."""
-    e = EV[G[0][G_EVENTS]]
+    """The number of the next row of EV, for an event of ``kind`` (its values go in after it)."""
+    e = G[0][G_EVENTS]
     G[0][G_EVENTS] += 1
-    e[0] = kind
+    EV[e][0] = kind
     return e
 
 
@@ -64,7 +64,7 @@ def event(EV, G, kind):  # noqa: ANN001, ANN201
 def note(EV, G, number, what, value):  # noqa: ANN001, ANN201
     """An EV_NOTE of packet ``number``, when G_LOG asks for them."""
     if G[0][G_LOG]:
-        e = event(EV, G, EV_NOTE)
+        e = EV[event(EV, G, EV_NOTE)]
         e[1] = number
         e[2] = what
         e[3] = value

@@ -255,7 +255,7 @@ def retire(by_key, half_open, C, HT, G, EV, slot):  # noqa: ANN001, ANN201
         reply_done(c, slot, HT, G)
     drop(by_key, half_open, C, slot)
     c[C_LIVE] = RETIRING
-    e = event(EV, G, EV_RETIRE)
+    e = EV[event(EV, G, EV_RETIRE)]
     e[1] = slot
 
 
