@@ -174,13 +174,16 @@ def test_taking_histogram_entries_out_keeps_the_rest_findable():
     path (a table crowded to half full, so that clusters wrap around its end)."""
     import random
 
-    from sockinspect.analysis import histograms
+    from sockinspect.analysis import histograms, jit
     from sockinspect.analysis.tables import G_HIST_USED, G_WIDTH, H_DELAY, H_LATENCY, H_SIZE, HIST_WIDTH, new_table
 
     rng = random.Random(7)
+    compiled = jit.compiled()  # in the mode an earlier test may have left the kernels in
     for _ in range(30):
-        HT, G = new_table(64, HIST_WIDTH, False), new_table(1, G_WIDTH, False)
-        owners = [[rng.randrange(2)] for _ in range(8)]
+        HT, G = new_table(64, HIST_WIDTH, compiled), new_table(1, G_WIDTH, compiled)
+        owners = new_table(8, 1, compiled)
+        for row in owners:
+            row[0] = rng.randrange(2)
         entries = {}
         while G[0][G_HIST_USED] < 32:
             kind = rng.choice((H_DELAY, H_SIZE, H_LATENCY))
@@ -189,18 +192,18 @@ def test_taking_histogram_entries_out_keeps_the_rest_findable():
             histograms.add(HT, G, kind, ident, code, 1)
             key = histograms.key_of(kind, ident, code)
             entries[key] = entries.get(key, 0) + 1
-        out = new_table(32, HIST_WIDTH, False)
+        out = new_table(32, HIST_WIDTH, compiled)
         taken = histograms.take(HT, G, owners, 0, 1, out)
 
         def owned(key: int, owners: list = owners) -> bool:
             kind, ident = key >> histograms.KIND_SHIFT, (key >> histograms.ID_SHIFT) & histograms.ID_MASK
             return owners[ident // 2 if kind != H_LATENCY else ident][0] == 1
 
-        assert {k: n for k, n in out[:taken]} == {k: n for k, n in entries.items() if owned(k)}
+        assert {int(k): int(n) for k, n in out[:taken]} == {k: n for k, n in entries.items() if owned(k)}
         kept = {k: n for k, n in entries.items() if not owned(k)}
         assert G[0][G_HIST_USED] == len(kept) == sum(1 for row in HT if row[1])
         for key, n in kept.items():
-            assert HT[histograms.row_of(HT, key)] == [key, n]
+            assert list(HT[histograms.row_of(HT, key)]) == [key, n]
 
 
 def test_json_made_as_connections_end_is_the_whole_document(capsys):

@@ -9,15 +9,14 @@ what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit)
 from __future__ import annotations
 
 import functools
-import socket
 from collections.abc import Callable, Iterable
 
 from .._decode import Packet, parse_syn_options
-from .._delays import NagleEvidence, Stall, nagle_verdict
-from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
-from .._metrics import conn_state, duration_stats, size_edges, sizes
-from .._model import Direction, Endpoint, Handshake, Selection, TcpConnection, UdpDirection, UdpFlow
-from . import acks, fastpath, histograms, jit, keys, statistics, tcp, udp, zeek
+from .._delays import Stall
+from .._metrics import size_edges
+from .._model import Selection, TcpConnection, UdpFlow
+from . import acks, fastpath, histograms, jit, keys, records, statistics, tcp, udp
+from .records import RecordMaker, Retired, address_name
 from .tables import (
     EV_ACK_LOG,
     EV_NOTE,
@@ -34,11 +33,7 @@ from .tables import (
     G_SEG_USED,
     G_UDP,
     G_WIDTH,
-    H_DELAY,
-    H_FIRST_BYTE,
-    H_LATENCY,
     H_SIZE,
-    H_UDP_RTT,
     HIST_COUNT,
     HIST_KEY,
     HIST_WIDTH,
@@ -48,7 +43,6 @@ from .tables import (
     NONE,
     SEG_NEXT,
     SEG_WIDTH,
-    capped_sum,
     clamped,
     grow,
     link_free,
@@ -75,11 +69,14 @@ class Engine:
     number, and of no other (one connection looked at closely, see sockinspect._packets).
     ``on_connection``: called with each TCP connection's record as it retires, which
     the engine then forgets (memory follows the connections open at once); without
-    it, :meth:`finish` returns them all."""
+    it, :meth:`finish` returns them all. ``on_retired``: instead, called with the rows
+    of each batch of connections that retired (a :class:`.records.Retired`), whose
+    records another process makes (see sockinspect._analyze)."""
 
     def __init__(self, compiled: bool = False, ack_log: list | None = None,
                  on_connection: Callable[[TcpConnection], None] | None = None,
-                 notes: list[tuple[int, str, int]] | None = None, record_only: int | None = None) -> None:
+                 notes: list[tuple[int, str, int]] | None = None, record_only: int | None = None,
+                 on_retired: Callable[[Retired], None] | None = None) -> None:
         compiled = compiled or jit.compiled()  # once compiled, the kernels are numba's
         if compiled:
             jit.compile_kernels()
@@ -117,11 +114,12 @@ class Engine:
         self.stalls: dict[int, list[Stall]] = {}
         self._retiring: list[int] = []
         self._scanned_at = NO_MAX  # the clock when expired connections were last looked for
-        self.on_connection = on_connection
         self.record_only = record_only
         self.connections: list[TcpConnection] = []
+        self.on_retired = on_retired or RecordMaker(on_connection or self.connections.append).add
         self._names: list[str] = []  # by address id
         self._named = 0  # rows of A named so far
+        self._shipped = 0  # names handed over with the batches so far
 
     def feed(self, packets: Iterable[Packet]) -> None:
         """Account packets (in file order) to their connections and flows."""
@@ -299,14 +297,14 @@ class Engine:
         ``on_connection`` took them) and flows, in order of their first packets."""
         self._expire(everything=True)
         self._retire()
-        hist = Histograms(self.HT, self.compiled, lambda d: None)  # what is left is UDP's
+        stats = Histograms(self.HT, self.compiled, lambda d: None).rows  # what is left is UDP's
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
         vlans = self._vlan_names()
         names = self._address_names()
         tcp_records = sorted(self.connections, key=lambda c: c.index)
         self.connections = []
         return (Selection(tcp_records),
-                Selection(self._flow(k, u, hist, names, vlans) for k, u in enumerate(udp_rows)))
+                Selection(records.flow(k, u, stats, names, vlans) for k, u in enumerate(udp_rows)))
 
     def _retire(self) -> None:
         """Make the records of the connections that retired, RETIRE_BATCH at a time (memory
@@ -316,152 +314,54 @@ class Engine:
             del self._retiring[:RETIRE_BATCH]
 
     def _records(self, slots: list[int]) -> None:
-        """The records of the connections in rows ``slots``, to on_connection or kept."""
+        """Hand the rows of the connections in rows ``slots`` over as a batch (see
+        .records), then free them."""
         c = self.compiled
         for slot in slots:
             self.C[slot][tcp.C_LIVE] = tcp.RECORDING
         out = new_table(int(self.G[0][G_HIST_USED]), HIST_WIDTH, c)
         taken = histograms.take(self.HT, self.G, self.C, tcp.C_LIVE, tcp.RECORDING, out)
+        stalls = {d: self.stalls.pop(d) for slot in slots for d in (2 * slot, 2 * slot + 1) if d in self.stalls}
+        if self.record_only is not None:
+            slots = [k for k in slots if self.C[k][tcp.C_FIRST_PKT] == self.record_only]
         senders = [2 * slot + s for slot in slots for s in (0, 1)]
         if c:
             rows, D, T = self.C[slots].tolist(), self.D[senders].tolist(), self.T[senders].tolist()
         else:
-            rows, D, T = [self.C[k] for k in slots], [self.D[d] for d in senders], [self.T[d] for d in senders]
-        sender = dict(zip(senders, T, strict=True))
-        hist = Histograms(out[:taken], c, lambda d: sender[d][acks.T_MSS] if sender[d][acks.T_HAS_MSS] else None)
-        names, vlans = self._address_names(), self._vlan_names()
-        for k, (slot, row) in enumerate(zip(slots, rows, strict=True)):
-            if self.record_only is not None and row[tcp.C_FIRST_PKT] != self.record_only:
-                continue
-            record = self._connection(slot, row, D[2 * k: 2 * k + 2], T[2 * k: 2 * k + 2], hist, names, vlans)
-            if self.on_connection is None:
-                self.connections.append(record)
-            else:
-                self.on_connection(record)
+            rows = [list(self.C[k]) for k in slots]  # copies: the rows are reused once freed
+            D, T = [list(self.D[d]) for d in senders], [list(self.T[d]) for d in senders]
         tcp.release_recorded(self.C, self.T, self.P, self.H, self.G)
+        if not slots:
+            return
+        sender = dict(zip(senders, T, strict=True))
+
+        def mss(d: int) -> int | None:
+            return sender[d][acks.T_MSS] if d in sender and sender[d][acks.T_HAS_MSS] else None
+
+        if self.notes is not None:  # the capture's end proves a held Nagle candidate the tail
+            self.notes += [(t[acks.T_CAND_PKT], "nagle_held", t[acks.T_CAND_ACK]) for t in T
+                           if t[acks.T_CANDIDATE] == acks.HELD]
+        names = self._address_names()
+        batch = Retired(slots, rows, D, T, Histograms(out[:taken], c, mss).rows, stalls, names[self._shipped:],
+                        self._vlan_names())
+        self._shipped = len(names)
+        self.on_retired(batch)
 
     def _address_names(self) -> list[str]:
         """Addresses by id, as text (from either id table: the general path's or the pcap kernels')."""
         names = self._names
         if len(names) < len(self._addrs):
-            names += [_name(a) for a in list(self._addrs)[len(names):]]
+            names += [address_name(a) for a in list(self._addrs)[len(names):]]
         count = int(self.AG[0][0])
         if self._named < count:
             for family, hi, lo in _rows(self.A, count, self.compiled)[self._named:]:
-                names.append(_name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
+                names.append(address_name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
                                    hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True)))
             self._named = count
         return names
 
     def _vlan_names(self) -> dict[int, tuple[int, ...]]:
         return {i: v for v, i in self._vlans.items()}
-
-    def _connection(self, slot: int, c: list[int], D: list, T: list, hist: Histograms, names: list[str],
-                    vlans: dict) -> TcpConnection:
-        """The record of the connection in row ``slot`` (``c``; its sides' rows ``D`` and ``T``)."""
-        inferred = c[tcp.C_CLIENT] == NONE
-        cs = c[tcp.C_GUESSED] if inferred else c[tcp.C_CLIENT]
-        ss = 1 - cs
-        letters = zeek.history(c, tcp.Z_BASE)
-        history = ("^" if cs != 0 else "") + "".join(ch.upper() if s == cs else ch for s, ch in letters)
-        addr = (c[tcp.C_A0], c[tcp.C_A1])
-        port = (c[tcp.C_P0], c[tcp.C_P1])
-        client_port = port[cs]
-        last_ts = _ts(c[tcp.C_LAST_TS])
-        c2s = self._direction(2 * slot + cs, D[cs], T[cs], hist, last_ts)
-        s2c = self._direction(2 * slot + ss, D[ss], T[ss], hist, last_ts)
-        zstate = tcp.Z_BASE + zeek.Z_STATE
-        first_close = c[tcp.C_FIRST_CLOSE]
-        return TcpConnection(
-            index=c[tcp.C_INDEX],
-            client=Endpoint(names[addr[cs]], client_port),
-            server=Endpoint(names[addr[ss]], port[ss]),
-            inferred=inferred,
-            vlan=vlans[c[tcp.C_VLAN0]],
-            handshake=Handshake(
-                syn_ts_ns=_ts(c[tcp.C_SYN_TS]),
-                last_syn_ts_ns=_ts(c[tcp.C_LAST_SYN_TS]),
-                synack_ts_ns=_ts(c[tcp.C_SYNACK_TS]),
-                ack_ts_ns=_ts(c[tcp.C_ACK_TS]),
-                syn_count=c[tcp.C_SYNS],
-                synack_count=c[tcp.C_SYNACKS],
-            ),
-            c2s=c2s,
-            s2c=s2c,
-            state=conn_state(orig=c[zstate + cs], resp=c[zstate + ss], orig_bytes=c2s.payload_bytes,
-                             resp_bytes=s2c.payload_bytes, history=history),
-            history=history,
-            closed_by=None if first_close == NONE else ("client" if first_close == cs else "server"),
-            first_ts_ns=_ts(c[tcp.C_FIRST_TS]),
-            last_ts_ns=last_ts,
-            first_packet=c[tcp.C_FIRST_PKT],
-            last_packet=c[tcp.C_LAST_PKT],
-            client_port_ephemeral_linux=client_port in LINUX_EPHEMERAL_PORTS,
-            client_port_ephemeral_iana=client_port in IANA_EPHEMERAL_PORTS,
-            request_latency_ms=duration_stats(hist.stats(H_LATENCY, slot), c[tcp.C_LAT_LO], c[tcp.C_LAT_HI]),
-            response_first_byte_ms=duration_stats(hist.stats(H_FIRST_BYTE, slot), c[tcp.C_FB_LO],
-                                                  c[tcp.C_FB_HI]),
-        )
-
-    def _direction(self, d: int, side: list[int], t: list[int], hist: Histograms, end_ts: int | None) -> Direction:
-        """What sender ``d`` sent (its rows ``side`` of D, ``t`` of T); ``end_ts``: the
-        connection's last packet, which ends a zero window never reopened (and the
-        connection's end ends the sender's queue)."""
-        held, unacked = t[acks.T_HELD], t[acks.T_UNACKED]
-        if t[acks.T_CANDIDATE] == acks.HELD:
-            held += 1
-            if self.notes is not None:  # the capture's end proves it the tail
-                self.notes.append((t[acks.T_CAND_PKT], "nagle_held", t[acks.T_CAND_ACK]))
-        elif t[acks.T_CANDIDATE] == acks.UNACKED:
-            unacked += 1
-        zero_ns = side[tcp.D_ZERO_NS]
-        if side[tcp.D_ZERO_SINCE] != NONE and end_ts is not None:
-            zero_ns = capped_sum(zero_ns, end_ts - side[tcp.D_ZERO_SINCE])
-        opts = bool(side[tcp.D_OPTS])
-        evidence = NagleEvidence(t[acks.T_SMALL], held, unacked)
-        return Direction(
-            packets=side[tcp.D_PACKETS],
-            payload_bytes=side[tcp.D_PAYLOAD],
-            segments=side[tcp.D_SEGMENTS],
-            frame_bytes=side[tcp.D_FRAME_BYTES],
-            sizes=sizes(hist.stats(H_SIZE, d), t[acks.T_MSS] if t[acks.T_HAS_MSS] else None),
-            mss_option=_ts(side[tcp.D_MSS]) if opts else None,
-            wscale=_ts(side[tcp.D_WSCALE]) if opts else None,
-            sack_perm=bool(side[tcp.D_SACK]) if opts else None,
-            timestamps=bool(side[tcp.D_TSOPT]) if opts else None,
-            retransmissions=side[tcp.D_RETRANS],
-            fins=side[tcp.D_FINS],
-            rsts=side[tcp.D_RSTS],
-            first_data_ts_ns=_ts(side[tcp.D_FIRST_DATA_TS]),
-            last_data_ts_ns=_ts(side[tcp.D_LAST_DATA_TS]),
-            unique_bytes=t[acks.T_ABS_HIGH] - t[acks.T_GAP] + t[acks.T_FILLED],
-            retransmitted_bytes=t[acks.T_RESENT],
-            zero_windows=side[tcp.D_ZERO_WINDOWS],
-            zero_window_ns_total=zero_ns,
-            window_full=side[tcp.D_WINDOW_FULL],
-            nagle=nagle_verdict(evidence),
-            nagle_evidence=evidence,
-            ack_delay_ms=duration_stats(hist.stats(H_DELAY, d), t[acks.T_DELAY_LO], t[acks.T_DELAY_HI]),
-            delayed_acks=t[acks.T_DELAYED],
-            stall_list=tuple(self.stalls.pop(d, ())),
-            stalls=t[acks.T_STALLS],
-            stall_ns_total=t[acks.T_STALL_NS],
-        )
-
-    def _flow(self, slot: int, u: list[int], hist: Histograms, names: list[str], vlans: dict) -> UdpFlow:
-        return UdpFlow(
-            index=slot,
-            a=Endpoint(names[u[udp.U_A0]], u[udp.U_P0]),
-            b=Endpoint(names[u[udp.U_A1]], u[udp.U_P1]),
-            vlan=vlans[u[udp.U_VLAN0]],
-            a2b=UdpDirection(u[udp.U_PACKETS], u[udp.U_BYTES], u[udp.U_FRAME_BYTES]),
-            b2a=UdpDirection(u[udp.U_PACKETS + 1], u[udp.U_BYTES + 1], u[udp.U_FRAME_BYTES + 1]),
-            rtt_ms=duration_stats(hist.stats(H_UDP_RTT, slot), u[udp.U_RTT_LO], u[udp.U_RTT_HI]),
-            first_ts_ns=_ts(u[udp.U_FIRST_TS]),
-            last_ts_ns=_ts(u[udp.U_LAST_TS]),
-            first_packet=u[udp.U_FIRST_PKT],
-            last_packet=u[udp.U_LAST_PKT],
-        )
 
 
 class Histograms:
@@ -496,11 +396,7 @@ class Histograms:
         out = new_table(len(groups), statistics.S_WIDTH, compiled)
         if groups:
             statistics.group_stats(values, counts, starts, ends, edges, out)
-        self._rows = dict(zip(groups, out.tolist() if compiled else out, strict=True))
-
-    def stats(self, kind: int, ident: int) -> list[int] | None:
-        """The statistics of histogram (kind, id); None when it is empty."""
-        return self._rows.get((kind, ident))
+        self.rows = dict(zip(groups, out.tolist() if compiled else out, strict=True))  # by (kind, id)
 
 
 _NO_EDGES = [0, NONE] + [0] * (statistics.E_WIDTH - 2)
@@ -521,16 +417,8 @@ def _rows(table, count: int, compiled: bool) -> list[list[int]]:  # noqa: ANN001
     return table[:count].tolist() if compiled else table[:count]
 
 
-def _ts(value: int) -> int | None:
-    return None if value == NONE else value
-
-
 def _address_key(addr: bytes) -> tuple[int, int, int]:
     """(family, high, low 64 bits as signed numbers): an address as the pcap kernels key it."""
     if len(addr) == 4:
         return 4, 0, int.from_bytes(addr, "big")
     return 6, int.from_bytes(addr[:8], "big", signed=True), int.from_bytes(addr[8:], "big", signed=True)
-
-
-def _name(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

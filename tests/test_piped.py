@@ -1,0 +1,95 @@
+"""The engine in a process of its own (sockinspect._analyze._analyze_piped, the default
+for a large pcap file on two cores or more): the same records, in the same order, as
+in one process; its failures surface here, and it never outlives the analysis."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+from sockinspect import _analyze
+from sockinspect._documents import capture_document
+from sockinspect._read import CaptureReader
+from sockinspect.analysis import jit
+from sockinspect.errors import CaptureFormatError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from capture import generate  # noqa: E402 - the benchmark's own generator
+
+pytestmark = pytest.mark.skipif(not (jit.available() and jit.cache_ready()),
+                                reason="the compiled engine's cache is not built (python -m sockinspect.analysis)")
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory) -> Path:
+    """3,000 connections over 60,000 packets (IPv4 and IPv6), retiring as the capture goes."""
+    path = tmp_path_factory.mktemp("piped") / "bench.pcap"
+    generate(path, 60_000, 3_000)
+    return path
+
+
+def piped(path: Path, **kw):  # noqa: ANN003, ANN201
+    return _analyze._analyze_piped(path, CaptureReader(path), None, kw.get("on_connection"))
+
+
+def test_the_records_are_those_of_one_process(capture):
+    one = _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), compiled=False)
+    two = piped(capture)
+    assert len(two.tcp) == 3_000
+    assert capture_document(two, two.tcp, two.udp) == capture_document(one, one.tcp, one.udp)
+
+
+def test_streamed_connections_come_in_the_order_they_retire(capture):
+    streamed, alone = [], []
+    piped(capture, on_connection=streamed.append)
+    _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), on_connection=alone.append)
+    assert [c.index for c in streamed] == [c.index for c in alone]
+    assert sorted(c.index for c in streamed) == list(range(3_000))
+
+
+def test_progress_reaches_the_end(capture):
+    seen = []
+    _analyze._analyze_piped(capture, CaptureReader(capture), lambda pos, size: seen.append((pos, size)), None)
+    assert seen and seen[-1][0] == seen[-1][1] == capture.stat().st_size
+
+
+def test_an_error_in_the_engine_process_is_raised_here(capture, monkeypatch):
+    def broken(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - forked: the engine's process runs this
+        raise CaptureFormatError("broken on purpose")
+
+    monkeypatch.setattr(_analyze, "_analyze", broken)
+    with pytest.raises(CaptureFormatError, match="broken on purpose"):
+        piped(capture)
+    assert not multiprocessing.active_children()
+
+
+def test_an_engine_process_that_dies_is_one_clear_error(capture, monkeypatch):
+    import os
+
+    monkeypatch.setattr(_analyze, "_analyze", lambda *a, **kw: os._exit(9))
+    with pytest.raises(CaptureFormatError, match="exit code 9"):
+        piped(capture)
+
+
+def test_a_failing_consumer_stops_the_engine_process(capture):
+    def fail(conn):  # noqa: ANN001, ANN202
+        raise RuntimeError("consumer gave up")
+
+    with pytest.raises(RuntimeError, match="consumer gave up"):
+        piped(capture, on_connection=fail)
+    assert not multiprocessing.active_children()
+
+
+def test_a_large_file_is_piped_by_default_and_workers_1_keeps_one_process(capture, monkeypatch):
+    calls = []
+    real = _analyze._analyze_piped
+    monkeypatch.setattr(_analyze, "_analyze_piped", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(jit, "COMPILE_MIN_BYTES", 1)
+    monkeypatch.setattr(_analyze.os, "cpu_count", lambda: 2)
+    default = _analyze.analyze(capture)
+    alone = _analyze.analyze(capture, workers=1)
+    assert calls == [1]
+    assert capture_document(default, default.tcp, default.udp) == capture_document(alone, alone.tcp, alone.udp)
