@@ -470,8 +470,7 @@ def _report_files(args: argparse.Namespace) -> int:
 
 
 def _stream_file(path: str, args: argparse.Namespace) -> int:
-    """``analyze --jsonl`` of one file: each connection printed as soon as it is over (in
-    one process, unless --workers says otherwise)."""
+    """``analyze --jsonl`` of one file: each connection printed as soon as it is over."""
     seen, found = [0], [False]
 
     def out(conn: TcpConnection) -> None:
@@ -480,7 +479,7 @@ def _stream_file(path: str, args: argparse.Namespace) -> int:
             found[0] = True
             print(dumps(line_of("tcp", path, tcp_to_dict(conn))))
 
-    cap = _analyze_file(path, workers=args.workers or 1, max_inflation=args.max_inflation, on_connection=out)
+    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out)
     if cap is None:
         return 2
     if args.connection is None:

@@ -34,7 +34,10 @@ SCHEMA_VERSION = 2  # 2: request_latency_ms to the reply's last byte, mss rename
 # -- JSON ---------------------------------------------------------------------
 
 
-def _round(value: float | None, digits: int = 6) -> float | None:
+# Times in ms are nanoseconds / 1e6 (or a histogram bucket's value, rounded to its
+# digits): as floats they print with at most 6 decimals already (round(n / 1e6, 6) is
+# n / 1e6), so they go out as they are (tests/test_examples.py checks every one).
+def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
@@ -69,11 +72,11 @@ def _direction(d: Direction) -> dict[str, Any]:
         "first_data_ts_ns": d.first_data_ts_ns,
         "last_data_ts": _ts(d.last_data_ts_ns),
         "last_data_ts_ns": d.last_data_ts_ns,
-        "data_ms": _round(d.data_ms),
+        "data_ms": d.data_ms,
         "throughput_bps": _round(d.throughput_bps, 1),
         "goodput_bps": _round(d.goodput_bps, 1),
         "zero_windows": d.zero_windows,
-        "zero_window_ms_total": _round(d.zero_window_ms_total),
+        "zero_window_ms_total": d.zero_window_ms_total,
         "window_full": d.window_full,
         "nagle": d.nagle,
         "nagle_evidence": {
@@ -81,20 +84,16 @@ def _direction(d: Direction) -> dict[str, Any]:
             "held_until_ack": d.nagle_evidence.held_until_ack,
             "small_while_small_unacked": d.nagle_evidence.small_while_small_unacked,
         },
-        "ack_delay_ms": _rounded_stats(d.ack_delay_ms),
+        "ack_delay_ms": _stats(d.ack_delay_ms),
         "delayed_acks": d.delayed_acks,
         "stalls": d.stalls,
-        "stall_ms_total": _round(d.stall_ms_total),
+        "stall_ms_total": d.stall_ms_total,
         "stall_list": [
             {"data_packet": st.data_packet, "ack_packet": st.ack_packet, "next_packet": st.next_packet,
-             "ack_delay_ms": _round(st.ack_delay_ms), "gap_ms": _round(st.gap_ms)}
+             "ack_delay_ms": st.ack_delay_ms, "gap_ms": st.gap_ms}
             for st in d.stall_list
         ],
     }
-
-
-def _rounded_stats(s: Stats) -> dict[str, Any]:
-    return {k: _round(v) if isinstance(v, float) else v for k, v in _stats(s).items()}
 
 
 def _ts(ns: int | None) -> float | None:
@@ -131,10 +130,10 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
             "syn_count": h.syn_count,
             "syn_retries": h.syn_retries,
             "synack_count": h.synack_count,
-            "syn_retry_ms": _round(h.syn_retry_ms),
-            "syn_synack_ms": _round(h.syn_synack_ms),
-            "synack_ack_ms": _round(h.synack_ack_ms),
-            "rtt_ms": _round(h.rtt_ms),
+            "syn_retry_ms": h.syn_retry_ms,
+            "syn_synack_ms": h.syn_synack_ms,
+            "synack_ack_ms": h.synack_ack_ms,
+            "rtt_ms": h.rtt_ms,
         },
         "c2s": _direction(c.c2s),
         "s2c": _direction(c.s2c),
@@ -142,11 +141,11 @@ def tcp_to_dict(c: TcpConnection) -> dict[str, Any]:
         "first_ts_ns": c.first_ts_ns,
         "last_ts": _ts(c.last_ts_ns),
         "last_ts_ns": c.last_ts_ns,
-        "duration_ms": _round(c.duration_ms),
+        "duration_ms": c.duration_ms,
         "first_packet": c.first_packet,
         "last_packet": c.last_packet,
-        "request_latency_ms": _rounded_stats(c.request_latency_ms),
-        "response_first_byte_ms": _rounded_stats(c.response_first_byte_ms),
+        "request_latency_ms": _stats(c.request_latency_ms),
+        "response_first_byte_ms": _stats(c.response_first_byte_ms),
     }
 
 
@@ -158,7 +157,7 @@ def udp_to_dict(f: UdpFlow) -> dict[str, Any]:
         "vlan": list(f.vlan),
         "a2b": {"packets": f.a2b.packets, "bytes": f.a2b.bytes, "frame_bytes": f.a2b.frame_bytes},
         "b2a": {"packets": f.b2a.packets, "bytes": f.b2a.bytes, "frame_bytes": f.b2a.frame_bytes},
-        "rtt_ms": _rounded_stats(f.rtt_ms),
+        "rtt_ms": _stats(f.rtt_ms),
         "first_ts": _ts(f.first_ts_ns),
         "first_ts_ns": f.first_ts_ns,
         "last_ts": _ts(f.last_ts_ns),

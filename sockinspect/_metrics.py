@@ -20,20 +20,24 @@ def duration_stats(row: list[int] | None, lo_ns: int, hi_ns: int) -> Stats:
     apart); median and p95 the middle of their bucket, inside [min, max], rounded to the
     digits the bucket holds (see ``held_decimals_ms``), towards the inside at the edges."""
     if not row:
-        return Stats()
-    n = row[S_COUNT]
+        return NO_STATS
     lo, hi = lo_ns / 1e6, hi_ns / 1e6
+    return Stats(count=row[S_COUNT], min=lo, median=_held(_median(row), lo, hi), p95=_held(row[S_P95], lo, hi),
+                 max=hi)
 
-    def held(us: float) -> float:
-        ms = min(max((us + (bucket_width_us(int(us)) - 1) / 2) / 1000, lo), hi)
-        if ms in (lo, hi):  # clamped: exact
-            return ms
-        rounded = round(ms, held_decimals_ms(ms))
-        # Rounding must not carry it out of [min, max] (73 beside a max of 72.867): then
-        # min and max, exact, say more than the bucket, and the value keeps its µs.
-        return rounded if lo <= rounded <= hi else round(ms, 3)
 
-    return Stats(count=n, min=lo, median=held(_median(row)), p95=held(row[S_P95]), max=hi)
+NO_STATS = Stats()  # records are frozen: one empty Stats serves them all
+
+
+def _held(us: float, lo: float, hi: float) -> float:
+    """A bucket's value (``us``) as its middle in ms, inside [lo, hi], with the digits it holds."""
+    ms = min(max((us + (bucket_width_us(int(us)) - 1) / 2) / 1000, lo), hi)
+    if ms in (lo, hi):  # clamped: exact
+        return ms
+    rounded = round(ms, held_decimals_ms(ms))
+    # Rounding must not carry it out of [min, max] (73 beside a max of 72.867): then
+    # min and max, exact, say more than the bucket, and the value keeps its µs.
+    return rounded if lo <= rounded <= hi else round(ms, 3)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,10 +53,15 @@ def size_edges(mss: int | None) -> tuple[tuple[str, int, int], ...]:
 def sizes(row: list[int] | None, mss: int | None) -> Sizes:
     """The size distribution from its histogram's statistics (None: no data segment)."""
     if not row:
-        return Sizes(mss=mss)
+        return _no_sizes(mss)
     histogram = tuple((label, row[S_BUCKETS + i]) for i, (label, _lo, _hi) in enumerate(size_edges(mss)))
     return Sizes(count=row[S_COUNT], min=row[S_MIN], median=_median(row), p95=row[S_P95], max=row[S_MAX],
                  mss=mss, sub_mss=row[S_SUB], over_mss=row[S_OVER], histogram=histogram)
+
+
+@functools.lru_cache(maxsize=1024)
+def _no_sizes(mss: int | None) -> Sizes:
+    return Sizes(mss=mss)
 
 
 def _median(row: list[int]) -> float:

@@ -181,3 +181,35 @@ def test_run_and_capture_refuses_an_option_of_another_scenario(capsys, scenario,
     assert main(["run-and-capture", scenario, option]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and f"{option.split('=')[0]} is an option of the" in err[0] and f"not of {scenario}" in err[0]
+
+
+def test_times_in_ms_print_with_at_most_six_decimals(capsys):
+    """Times in ms go out unrounded: nanoseconds / 1e6 (or a bucket's value rounded to
+    its digits) already print with at most 6 decimals (see _documents). Checked over
+    every capture of the corpus, and for the ns counts themselves, huge and negative."""
+    import random
+
+    rng = random.Random(5)
+    for ns in [0, 1, -1, 999_999, 1 << 53, (1 << 62) - 1, *(rng.randrange(-1 << 62, 1 << 62) for _ in range(10_000))]:
+        assert round(ns / 1e6, 6) == ns / 1e6, ns
+
+    def floats(doc, key=""):  # noqa: ANN001, ANN202 - (key, value) of every float in a JSON document
+        if isinstance(doc, dict):
+            for k, v in doc.items():
+                yield from floats(v, k)
+        elif isinstance(doc, list):
+            for v in doc:
+                yield from floats(v, key)
+        elif isinstance(doc, float):
+            yield key, doc
+
+    checked = 0
+    for path in sorted(CORPUS.iterdir()):
+        code, out, _err = run(capsys, "analyze", "--json", str(path))
+        if code:
+            continue
+        for key, value in floats(json.loads(out)):
+            if not (key.endswith("_ts") or key.endswith("_bps")):  # seconds; bits/s, to 0.1
+                assert round(value, 6) == value, (path.name, key, value)
+                checked += 1
+    assert checked > 1000
