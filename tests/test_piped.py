@@ -5,6 +5,7 @@ in one process; its failures surface here, and it never outlives the analysis.""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_the_records_are_those_of_one_process(capture):
 def test_streamed_connections_come_in_the_order_they_retire(capture):
     streamed, alone = [], []
     piped(capture, on_connection=streamed.append)
-    _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), on_connection=alone.append)
+    _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), compiled=False, on_connection=alone.append)
     assert [c.index for c in streamed] == [c.index for c in alone]
     assert sorted(c.index for c in streamed) == list(range(3_000))
 
@@ -67,8 +68,6 @@ def test_an_error_in_the_engine_process_is_raised_here(capture, monkeypatch):
 
 
 def test_an_engine_process_that_dies_is_one_clear_error(capture, monkeypatch):
-    import os
-
     monkeypatch.setattr(_analyze, "_analyze", lambda *a, **kw: os._exit(9))
     with pytest.raises(CaptureFormatError, match="exit code 9"):
         piped(capture)
@@ -84,12 +83,20 @@ def test_a_failing_consumer_stops_the_engine_process(capture):
 
 
 def test_a_large_file_is_piped_by_default_and_workers_1_keeps_one_process(capture, monkeypatch):
-    calls = []
-    real = _analyze._analyze_piped
-    monkeypatch.setattr(_analyze, "_analyze_piped", lambda *a: calls.append(1) or real(*a))
+    piped_calls, in_process = [], []
+    real_piped, real_analyze = _analyze._analyze_piped, _analyze._analyze
+
+    def as_python(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - never compile in this process
+        in_process.append(os.getpid())
+        return real_analyze(*args, **{**kw, "compiled": False})
+
+    monkeypatch.setattr(_analyze, "_analyze_piped", lambda *a: piped_calls.append(1) or real_piped(*a))
+    monkeypatch.setattr(_analyze, "_analyze", as_python)
     monkeypatch.setattr(jit, "COMPILE_MIN_BYTES", 1)
     monkeypatch.setattr(_analyze.os, "cpu_count", lambda: 2)
     default = _analyze.analyze(capture)
+    assert piped_calls == [1] and not in_process  # the engine ran in the forked process
     alone = _analyze.analyze(capture, workers=1)
-    assert calls == [1]
+    assert piped_calls == [1] and in_process == [os.getpid()]
     assert capture_document(default, default.tcp, default.udp) == capture_document(alone, alone.tcp, alone.udp)
+    assert not jit.compiled()

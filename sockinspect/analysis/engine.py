@@ -297,7 +297,7 @@ class Engine:
         ``on_connection`` took them) and flows, in order of their first packets."""
         self._expire(everything=True)
         self._retire()
-        stats = Histograms(self.HT, self.compiled, lambda d: None).rows  # what is left is UDP's
+        stats = Histograms(self.HT, self.compiled, {}).rows  # what is left is UDP's
         udp_rows = _rows(self.U, int(self.G[0][G_UDP]), self.compiled)
         vlans = self._vlan_names()
         names = self._address_names()
@@ -333,11 +333,7 @@ class Engine:
         tcp.release_recorded(self.C, self.T, self.P, self.H, self.G)
         if not slots:
             return
-        sender = dict(zip(senders, T, strict=True))
-
-        def mss(d: int) -> int | None:
-            return sender[d][acks.T_MSS] if d in sender and sender[d][acks.T_HAS_MSS] else None
-
+        mss = {d: t[acks.T_MSS] if t[acks.T_HAS_MSS] else None for d, t in zip(senders, T, strict=True)}
         if self.notes is not None:  # the capture's end proves a held Nagle candidate the tail
             self.notes += [(t[acks.T_CAND_PKT], "nagle_held", t[acks.T_CAND_ACK]) for t in T
                            if t[acks.T_CANDIDATE] == acks.HELD]
@@ -366,37 +362,51 @@ class Engine:
 
 class Histograms:
     """Histogram rows (key, count) from the kernels' table, sorted, and the statistics of
-    every histogram in them (a row of analysis.statistics' output per (kind, id))."""
+    every histogram in them: ``rows``, a row of analysis.statistics' output per (kind, id)."""
 
-    def __init__(self, HT, compiled: bool, size_mss: Callable[[int], int | None]) -> None:  # noqa: ANN001
-        """``size_mss(d)``: the MSS the size buckets of sender row ``d`` use."""
-        if compiled:
-            import numpy as np
+    def __init__(self, HT, compiled: bool, size_mss: dict[int, int | None]) -> None:  # noqa: ANN001
+        """``size_mss``: the MSS the size buckets of each sender row use (None: not known)."""
+        if not compiled:
+            self._python(HT, size_mss)
+            return
+        import numpy as np
 
-            rows = HT[HT[:, HIST_COUNT] > 0]
-            rows = rows[np.argsort(rows[:, HIST_KEY], kind="stable")]
-            keys, counts = rows[:, HIST_KEY], rows[:, HIST_COUNT].copy()
-            groups = keys >> histograms.ID_SHIFT
-            starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(rows) else np.zeros(0, np.int64)
-            ends = np.r_[starts[1:], len(rows)].astype(np.int64)
-            firsts = groups[starts].tolist()
-        else:
-            rows = sorted(row for row in HT if row[HIST_COUNT])
-            keys, counts = [r[HIST_KEY] for r in rows], [r[HIST_COUNT] for r in rows]
-            starts = [k for k in range(len(keys)) if not k or keys[k] >> histograms.ID_SHIFT
-                      != keys[k - 1] >> histograms.ID_SHIFT]
-            ends = [*starts[1:], len(keys)]
-            firsts = [keys[k] >> histograms.ID_SHIFT for k in starts]
-        values = histograms.values_of(keys)
+        rows = HT[HT[:, HIST_COUNT] > 0]
+        rows = rows[np.argsort(rows[:, HIST_KEY], kind="stable")]
+        keys, counts = rows[:, HIST_KEY], rows[:, HIST_COUNT].copy()
+        groups = keys >> histograms.ID_SHIFT
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(rows) else np.zeros(0, np.int64)
+        ends = np.r_[starts[1:], len(rows)].astype(np.int64)
+        firsts = groups[starts]
+        kinds, idents = firsts >> (histograms.KIND_SHIFT - histograms.ID_SHIFT), firsts & histograms.ID_MASK
+        # Each group's bucket edges, by what they depend on: _NOT_SIZES, or a size group's MSS (NONE: not known).
+        by = np.full(len(firsts), _NOT_SIZES, dtype=np.int64)
+        sized = np.flatnonzero(kinds == H_SIZE)
+        by[sized] = [NONE if (m := size_mss.get(d)) is None else m for d in idents[sized].tolist()]
+        distinct, which = np.unique(by, return_inverse=True)
+        table = np.array([_NO_EDGES if b == _NOT_SIZES else _edges(None if b == NONE else b)
+                          for b in distinct.tolist()], dtype=np.int64).reshape(len(distinct), statistics.E_WIDTH)
+        out = new_table(len(firsts), statistics.S_WIDTH, True)
+        if len(firsts):
+            statistics.group_stats(histograms.values_of(keys), counts, starts, ends, table[which], out)
+        self.rows = dict(zip(zip(kinds.tolist(), idents.tolist(), strict=True), out.tolist(), strict=True))
+
+    def _python(self, HT, size_mss: dict[int, int | None]) -> None:  # noqa: ANN001
+        rows = sorted(row for row in HT if row[HIST_COUNT])
+        keys, counts = [r[HIST_KEY] for r in rows], [r[HIST_COUNT] for r in rows]
+        starts = [k for k in range(len(keys)) if not k or keys[k] >> histograms.ID_SHIFT
+                  != keys[k - 1] >> histograms.ID_SHIFT]
+        ends = [*starts[1:], len(keys)]
         shift = histograms.KIND_SHIFT - histograms.ID_SHIFT
-        groups = [(g >> shift, g & histograms.ID_MASK) for g in firsts]
-        edges = [_edges(size_mss(ident)) if kind == H_SIZE else _NO_EDGES for kind, ident in groups]
-        if compiled:
-            edges = np.array(edges, dtype=np.int64).reshape(len(groups), statistics.E_WIDTH)
-        out = new_table(len(groups), statistics.S_WIDTH, compiled)
+        groups = [((g := keys[k] >> histograms.ID_SHIFT) >> shift, g & histograms.ID_MASK) for k in starts]
+        edges = [_edges(size_mss.get(ident)) if kind == H_SIZE else _NO_EDGES for kind, ident in groups]
+        out = new_table(len(groups), statistics.S_WIDTH, False)
         if groups:
-            statistics.group_stats(values, counts, starts, ends, edges, out)
-        self.rows = dict(zip(groups, out.tolist() if compiled else out, strict=True))  # by (kind, id)
+            statistics.group_stats(histograms.values_of(keys), counts, starts, ends, edges, out)
+        self.rows = dict(zip(groups, out, strict=True))
+
+
+_NOT_SIZES = -2  # a group that is no payload-size histogram: no buckets
 
 
 _NO_EDGES = [0, NONE] + [0] * (statistics.E_WIDTH - 2)
