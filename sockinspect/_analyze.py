@@ -129,7 +129,8 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
     process. Only the engine's process loads numba. Stopped on any error or Ctrl-C here."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    engine = context.Process(target=_engine_process, args=(path, reader, send, progress is not None), daemon=True)
+    engine = context.Process(target=_engine_process, daemon=True,
+                             args=(path, reader, receive, send, os.getpid(), progress is not None))
     engine.start()
     send.close()
     kept: list[TcpConnection] = []
@@ -160,11 +161,17 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
     return replace(cap, tcp=Selection(sorted(kept, key=lambda c: c.index)))
 
 
-def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, send: Connection, progress: bool) -> None:
+def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive: Connection, send: Connection,
+                    parent: int, progress: bool) -> None:
     """The engine's side of :func:`_analyze_piped`: ("retired", batch) as connections
     retire, ("progress", (position, size)), then ("done", the Capture without its TCP
-    connections) or ("error", the exception)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the other process's to handle
+    connections) or ("error", the exception). It ends with the other process, however
+    that ends (a SIGKILL too), and leaves Ctrl-C to it."""
+    from ._run import die_with_parent
+
+    receive.close()  # only the other process reads: the pipe breaks when it is gone
+    die_with_parent(signal.SIGKILL, parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def report(position: int, size: int) -> None:
         send.send(("progress", (position, size)))

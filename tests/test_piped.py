@@ -100,3 +100,36 @@ def test_a_large_file_is_piped_by_default_and_workers_1_keeps_one_process(captur
     assert piped_calls == [1] and in_process == [os.getpid()]
     assert capture_document(default, default.tcp, default.udp) == capture_document(alone, alone.tcp, alone.udp)
     assert not jit.compiled()
+
+
+def test_the_engine_process_ends_with_this_one_even_on_sigkill(capture):
+    """A SIGKILL leaves no cleanup to run: the kernel's parent-death signal ends the engine."""
+    import signal
+    import subprocess
+    import time
+
+    script = (
+        "import sys, time, multiprocessing\n"
+        "from sockinspect import _analyze\n"
+        "from sockinspect._read import CaptureReader\n"
+        "from sockinspect.analysis import engine\n"
+        "engine.RETIRE_BATCH = 100  # batches of 100: more than a pipe holds is still to send\n"
+        "def slow(conn):\n"
+        "    print(multiprocessing.active_children()[0].pid, flush=True); time.sleep(60)\n"
+        "_analyze._analyze_piped(sys.argv[1], CaptureReader(sys.argv[1]), None, slow)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(capture)], stdout=subprocess.PIPE, text=True)
+    engine = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{engine}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    break
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the engine process {engine} outlived its parent")
