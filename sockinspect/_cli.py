@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--wide", action="store_true",
                     help="tables as wide as they come, full paths (default: fit the terminal, or $COLUMNS)")
     an.add_argument("--workers", type=_count, default=0, metavar="N",
-                    help="processes per file (default 0: automatic: one, or one per core for files of 64 MiB "
-                    "or more when the engine is not compiled)")
+                    help="processes per file (default 0: automatic: two for a pcap file of 16 MiB or more, the "
+                    "compiled engine in a process of its own; one per core for 64 MiB or more when the engine "
+                    "is not compiled; otherwise one)")
     an.add_argument("--max-inflation", type=_count, default=MAX_INFLATION, metavar="RATIO",
                     help=f"stop a gzip capture that inflates more than RATIO times its size, past its first "
                     f"{INFLATION_ALLOWANCE >> 20} MiB: a decompression bomb (default {MAX_INFLATION}; 0: no limit)")
