@@ -46,9 +46,10 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     ``max_inflation``: how far a gzip file may inflate (see
     :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
     ``on_connection``: called with each TCP connection instead of keeping it in the
-    returned Capture. In one process, as soon as the connection is over (it ended and
-    went quiet, see :mod:`sockinspect.analysis.tcp`; or the capture ended), so memory
-    follows the connections open at once rather than the file; with workers, at the end.
+    returned Capture, as soon as the connection is over (it ended and went quiet, see
+    :mod:`sockinspect.analysis.tcp`; or the capture ended), so memory follows the
+    connections open at once rather than the file; with share workers (the engine as
+    Python, 64 MiB or more), at the end.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
