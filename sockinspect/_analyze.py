@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import signal
 import threading
@@ -11,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
@@ -23,6 +21,8 @@ from .analysis.records import RecordMaker, Retired
 from .errors import CaptureFormatError
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from .analysis import pcapfile
 
 PROGRESS_EVERY = 1 << 16  # packets between two progress callbacks
@@ -69,6 +69,8 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
         if workers <= 1:
             return _analyze(path, reader, progress, (0, 1), on_connection=on_connection)
         # Workers ignore Ctrl-C: on it (or any error) here, they are stopped, not waited for.
+        import multiprocessing  # 10 ms: only for large captures
+
         pool = multiprocessing.get_context("fork").Pool(workers - 1, initializer=signal.signal,
                                                         initargs=(signal.SIGINT, signal.SIG_IGN))
         try:
@@ -128,6 +130,8 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
     hands over the rows of the connections as they retire; this process makes their
     records (about half of the work, in Python) meanwhile, in the same order as in one
     process. Only the engine's process loads numba. Stopped on any error or Ctrl-C here."""
+    import multiprocessing
+
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     engine = context.Process(target=_engine_process, daemon=True,

@@ -19,7 +19,6 @@ ready: a student never waits for a compiler; without it, large captures run as P
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -129,6 +128,8 @@ def _cache_dir() -> Path:
     """One cache per numba version, per place the package is installed at (numba keys its
     cache by the source's path) and per content of the sources: numba's own cache does not
     notice that a kernel another one calls, or a constant it reads, has changed."""
+    import importlib.metadata  # 20 ms: not for the small captures that never ask
+
     digest = hashlib.sha256(importlib.metadata.version("numba").encode())
     for path in cache_sources():
         digest.update(str(path).encode() + b"\0" + path.read_bytes())
