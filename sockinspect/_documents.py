@@ -36,7 +36,7 @@ SCHEMA_VERSION = 2  # 2: request_latency_ms to the reply's last byte, mss rename
 
 # Times in ms are nanoseconds / 1e6 (or a histogram bucket's value, rounded to its
 # digits): as floats they print with at most 6 decimals already (round(n / 1e6, 6) is
-# n / 1e6), so they go out as they are (tests/test_examples.py checks every one).
+# n / 1e6), so they go out as they are (tests/test_cli.py checks every one).
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
