@@ -32,8 +32,8 @@ def capture(tmp_path_factory) -> Path:
     return path
 
 
-def piped(path: Path, **kw):  # noqa: ANN003, ANN201
-    return _analyze._analyze_piped(path, CaptureReader(path), None, kw.get("on_connection"))
+def piped(path: Path, on_connection=None):  # noqa: ANN001, ANN201
+    return _analyze._analyze_piped(path, CaptureReader(path), None, on_connection)
 
 
 def test_the_records_are_those_of_one_process(capture):

@@ -9,6 +9,7 @@ what is per packet. ``compiled``: run them with numba on int64 arrays (see .jit)
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Callable, Iterable
 
 from .._decode import Packet, parse_syn_options
@@ -16,7 +17,7 @@ from .._delays import Stall
 from .._metrics import size_edges
 from .._model import Selection, TcpConnection, UdpFlow
 from . import acks, fastpath, histograms, jit, keys, records, statistics, tcp, udp
-from .records import RecordMaker, Retired, address_name
+from .records import RecordMaker, Retired
 from .tables import (
     EV_ACK_LOG,
     EV_NOTE,
@@ -347,11 +348,11 @@ class Engine:
         """Addresses by id, as text (from either id table: the general path's or the pcap kernels')."""
         names = self._names
         if len(names) < len(self._addrs):
-            names += [address_name(a) for a in list(self._addrs)[len(names):]]
+            names += [_name(a) for a in list(self._addrs)[len(names):]]
         count = int(self.AG[0][0])
         if self._named < count:
             for family, hi, lo in _rows(self.A, count, self.compiled)[self._named:]:
-                names.append(address_name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
+                names.append(_name(lo.to_bytes(8, "big", signed=True)[4:] if family == 4 else
                                    hi.to_bytes(8, "big", signed=True) + lo.to_bytes(8, "big", signed=True)))
             self._named = count
         return names
@@ -432,3 +433,7 @@ def _address_key(addr: bytes) -> tuple[int, int, int]:
     if len(addr) == 4:
         return 4, 0, int.from_bytes(addr, "big")
     return 6, int.from_bytes(addr[:8], "big", signed=True), int.from_bytes(addr[8:], "big", signed=True)
+
+
+def _name(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)

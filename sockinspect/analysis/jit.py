@@ -1,12 +1,12 @@
 """Compile the engine's kernels with numba, once a capture is large enough to pay for it.
 
 A kernel is a plain Python function over integers and indexable tables, written
-in the subset numba compiles (no objects, no exceptions, no allocation). Compiled
-without numba's runtime (NRT), which would count references to every row taken
-from a table, an atomic instruction each way: that was half the kernels' time.
-So a kernel returns numbers, never a row of a table. It runs
-as written for small captures, on Python lists and ints: no import of numba (0.6 s
-and 90 MiB), no compile. For a large capture :func:`compile_kernels` replaces every
+in the subset numba compiles (no objects, no exceptions, no allocation). It is
+compiled without numba's runtime (NRT), which would count references to every row
+taken from a table, an atomic instruction each way: that was half the kernels'
+time. So a kernel returns numbers, never a row of a table. It runs as written for
+small captures, on Python lists and ints: no import of numba (0.6 s and 90 MiB),
+no compile. For a large capture :func:`compile_kernels` replaces every
 kernel, in every module that refers to it, by its numba dispatcher; the same source
 then runs on numpy arrays. The two modes are one engine, and the tests run both.
 

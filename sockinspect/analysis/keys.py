@@ -134,4 +134,3 @@ def grown(K, compiled: bool):  # noqa: ANN001, ANN201
     new = new_table(2 * (len(K) - 1) + 1, len(K[0]), compiled)
     move_all(K, new)
     return new
-

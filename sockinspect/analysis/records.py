@@ -8,7 +8,6 @@ in its own process or through a pipe from another (see sockinspect._analyze), an
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -156,10 +155,6 @@ def flow(slot: int, u: list[int], stats: Stats, names: list[str], vlans: dict[in
         first_packet=u[udp.U_FIRST_PKT],
         last_packet=u[udp.U_LAST_PKT],
     )
-
-
-def address_name(addr: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
 def _ts(value: int) -> int | None:
