@@ -18,11 +18,10 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from ._analyze import analyze, gc_paused
-from ._capture import LiveCapture, can_capture
-from ._check import load_rules_file, parse_rules, run_checks
 from ._documents import (
     DOCUMENTS,
     capture_document,
@@ -37,36 +36,19 @@ from ._documents import (
     tcp_to_dict,
     udp_to_dict,
 )
-from ._html import DETAILS, CaptureSection, chosen, lab_page, report_page
-from ._lab import TITLE as LAB_TITLE
-from ._lab import lab_answers, lab_parts, nagle_runs
-from ._ladder import COLLAPSE_MIN, MAX_WIDTH, MIN_WIDTH, UNICODE_CHARS, ladder
 from ._model import Capture, Selection, TcpConnection, UdpFlow
-from ._packets import ConnectionPackets, connection_packets, connections_packets
-from ._plot import FORMATS, KINDS, figure, output_format, save
 from ._read import INFLATION_ALLOWANCE, MAX_INFLATION, capture_paths, is_fifo
-from ._report import compare_table, connection_detail, csv_text, plural, text_report, to_csv_rows
-from ._run import (
-    STAGE_PREFIX,
-    Lease,
-    Leftover,
-    Run,
-    Runner,
-    Terminated,
-    clean_leftovers,
-    cleanup_on_signals,
-    die_with_parent,
-    make_topology,
-    spawn,
-)
-from ._scenarios import SCENARIOS, Options
-from ._schema import for_document
-from ._schema import load as load_schema
-from ._series import sender_with_more_data
-from ._syscalls import STRACE_ARGS, of_connection
-from ._syscalls import read as read_syscalls
 from .analysis import jit
 from .errors import SockinspectError, UsageError
+
+if TYPE_CHECKING:
+    from ._packets import ConnectionPackets
+    from ._run import Leftover, Run
+    from ._scenarios import Options
+
+# Each command imports the modules it needs when it runs, and its options' choices and
+# limits when its arguments are added (see build_parser): an analysis does not wait for
+# the HTML, plotting, lab and namespace machinery to load.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +75,10 @@ no tables, dotted keys or inline tables.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line. ``only``: the one command whose arguments to add (the others are
+    there by name and help alone, which --help lists); None: every command's. Adding a
+    command's arguments imports the modules its choices and limits come from."""
     parser = _Parser(
         prog="sockinspect",
         description="Make TCP behaviour visible and testable: analyze captures, check them in CI, "
@@ -102,13 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sockinspect {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    for name, (summary, add_arguments) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary)
+        if only in (None, name):
+            add_arguments(command)
+    return parser
 
-    an = sub.add_parser(
-        "analyze",
-        help="report the TCP connections and UDP flows of capture files",
-        description="Read pcap/pcapng files (gzip too) and report each TCP connection "
+
+def _analyze_arguments(an: argparse.ArgumentParser) -> None:
+    an.description = (
+        "Read pcap/pcapng files (gzip too) and report each TCP connection "
         "(client and server ports, handshake times, bytes and segments per direction, "
-        "Zeek-style state) and each UDP flow.",
+        "Zeek-style state) and each UDP flow."
     )
     an.add_argument("files", nargs="+", metavar="FILE",
                     help="capture file (pcap, pcapng, optionally gzip), a directory of them, or - for standard input")
@@ -137,13 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{INFLATION_ALLOWANCE >> 20} MiB: a decompression bomb (default {MAX_INFLATION}; 0: no limit)")
     an.set_defaults(run=_cmd_analyze)
 
-    ld = sub.add_parser(
-        "ladder",
-        help="draw one TCP connection as a ladder diagram, with delayed ACKs, stalls and retransmissions marked",
-        description="Draw TCP connection N of a capture as a sequence diagram: the client on the left, the "
+
+def _ladder_arguments(ld: argparse.ArgumentParser) -> None:
+    from ._ladder import COLLAPSE_MIN, MAX_WIDTH, MIN_WIDTH
+    from ._syscalls import STRACE_ARGS
+    ld.description = (
+        "Draw TCP connection N of a capture as a sequence diagram: the client on the left, the "
         "server on the right, an arrow per packet (flags, relative seq and ack, window, length, time since "
         "the first packet and since the previous one), and in the margin what the analysis found: the "
-        "handshake RTT, delayed ACKs, stalls, retransmissions, zero windows, who closed first.",
+        "handshake RTT, delayed ACKs, stalls, retransmissions, zero windows, who closed first."
     )
     _one_connection(ld)
     ld.add_argument("--width", type=_whole(MIN_WIDTH, "a width", "the ladder needs at least {minimum} columns, "
@@ -159,14 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "bulk transfer, are one line)")
     ld.set_defaults(run=_cmd_ladder)
 
-    pl = sub.add_parser(
-        "plot",
-        help="plot one TCP connection: time-sequence graph, ACK delays, window, throughput (PNG, SVG, PDF)",
-        description="Plot one direction of TCP connection N of a capture. tsg: a time-sequence graph in the "
+
+def _plot_arguments(pl: argparse.ArgumentParser) -> None:
+    from ._plot import FORMATS, KINDS
+    pl.description = (
+        "Plot one direction of TCP connection N of a capture. tsg: a time-sequence graph in the "
         "Stevens/tcptrace style (data segments as bars of sequence space against time, the ACK line, the "
         "receive window's right edge, SACK blocks, retransmissions in red, delayed ACKs and stalls marked); "
         "ack-delay: each ACK's delay, against Linux's delayed-ACK timer; window: the window announced and the "
-        "bytes in flight; throughput: sliding throughput and goodput.",
+        "bytes in flight; throughput: sliding throughput and goodput."
     )
     _one_connection(pl)
     pl.add_argument("-o", "--output", required=True, type=_plot_file, metavar="PLOT",
@@ -176,13 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="whose data: c2s the client's, s2c the server's (default: the direction with more data)")
     pl.set_defaults(run=_cmd_plot)
 
-    rp = sub.add_parser(
-        "report",
-        help="write an HTML report of captures: tables, and per connection its ladder, plots and stalls",
-        description="Write one self-contained HTML page (inline CSS and SVG, no script, nothing fetched: it "
+
+def _report_arguments(rp: argparse.ArgumentParser) -> None:
+    from ._html import DETAILS
+    rp.description = (
+        "Write one self-contained HTML page (inline CSS and SVG, no script, nothing fetched: it "
         "opens anywhere and can be mailed): each capture's summary and tables and, for the connections drawn "
         "in detail, their stalls, ladder diagram, time-sequence graph and ACK-delay plot; with two or more "
-        "captures, a side-by-side table as analyze --compare prints.",
+        "captures, a side-by-side table as analyze --compare prints."
     )
     rp.add_argument("files", nargs="+", metavar="FILE",
                     help="capture file (pcap, pcapng, optionally gzip) or a directory of them")
@@ -195,17 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "only)")
     rp.set_defaults(run=_cmd_report)
 
-    ck = sub.add_parser(
-        "check",
-        help="check rules against every selected connection (exit 1 when one fails)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Apply rules over the keys of the JSON document to every selected TCP\n"
+
+def _check_arguments(ck: argparse.ArgumentParser) -> None:
+    ck.formatter_class = argparse.RawDescriptionHelpFormatter
+    ck.description = (
+        "Apply rules over the keys of the JSON document to every selected TCP\n"
         "connection (or UDP flow, for rules starting with 'udp.'). A rule is KEY OP\n"
         "VALUE, e.g. 'handshake.rtt_ms < 5', 'state == SF', 'c2s.nagle == off',\n"
         "'state in [SF, S1]'. Exit 0 when all pass, 1 when any fails, 2 for a bad rule\n"
-        "or an unreadable capture.",
-        epilog=CHECK_KEYS_HELP,
+        "or an unreadable capture."
     )
+    ck.epilog = CHECK_KEYS_HELP
     ck.add_argument("capture", metavar="CAPTURE", help="capture file")
     ck.add_argument("rules_file", nargs="?", metavar="RULES.toml",
                     help="TOML file: expect = [\"rule\", ...], optional port = N, host = \"addr\"")
@@ -215,13 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--json", action="store_true", help="results as one JSON document")
     ck.set_defaults(run=_cmd_check)
 
-    cp = sub.add_parser(
-        "capture",
-        help="capture loopback traffic on some ports while a command runs",
-        description="Capture (in Python, no tcpdump needed) the traffic to or from the given ports "
+
+def _capture_arguments(cp: argparse.ArgumentParser) -> None:
+    cp.description = (
+        "Capture (in Python, no tcpdump needed) the traffic to or from the given ports "
         "while COMMAND runs, write it as a nanosecond pcap, then print its analysis. Needs root, "
         "or an unprivileged user + network namespace (unshare -rn). Exit: COMMAND's failure is 1, "
-        "kernel drops are 1, no capture possible is 2.",
+        "kernel drops are 1, no capture possible is 2."
     )
     cp.add_argument("-o", "--output", required=True, metavar="FILE", help="pcap file to write")
     cp.add_argument("--port", type=_port, action="append", required=True, help="port to capture (repeatable)")
@@ -230,15 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="the command to run")
     cp.set_defaults(run=_cmd_capture)
 
-    rc = sub.add_parser(
-        "run-and-capture",
-        help="run a lab scenario, capture it, save the pcap and print its analysis",
-        description="Start the reference server and client of a scenario, capture their traffic, save it "
+
+def _run_and_capture_arguments(rc: argparse.ArgumentParser) -> None:
+    from ._scenarios import SCENARIOS
+    rc.description = (
+        "Start the reference server and client of a scenario, capture their traffic, save it "
         "under captures/ and print the analysis. Scenarios: " + ", ".join([*SCENARIOS, "lab"]) + " (lab: all "
         "of them, then the answers to Part 4 a-g of the lab, from this run's measurements). Stopped by "
         "a signal (Ctrl-C, SIGTERM, SIGHUP, ...), it removes what it made (programs, network namespaces, "
         "work folder) and exits 128 + the signal's number; what a SIGKILL leaves, the next run or "
-        "'sockinspect cleanup' removes.",
+        "'sockinspect cleanup' removes."
     )
     rc.add_argument("scenario", choices=[*SCENARIOS, "lab"], metavar="SCENARIO",
                     help=f"one of: {', '.join([*SCENARIOS, 'lab'])}")
@@ -263,16 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "connection's ladder; the write-write-read plots with Nagle on and with TCP_NODELAY)")
     rc.set_defaults(run=_cmd_run_and_capture)
 
-    cl = sub.add_parser(
-        "cleanup",
-        help="remove the network namespaces and work folders that killed runs left behind",
-        description="run-and-capture removes what it made when it ends, also when stopped by a signal. "
+
+def _cleanup_arguments(cl: argparse.ArgumentParser) -> None:
+    cl.description = (
+        "run-and-capture removes what it made when it ends, also when stopped by a signal. "
         "Killed outright (SIGKILL, a power cut), it cannot: its network namespaces "
         "(sockinspect-R2-PID-..., sockinspect-KALI-PID-...) and its .work-* folder stay. This removes "
         "them once the run's process is gone. Only what a run of this user recorded (in "
         "$SOCKINSPECT_STATE_DIR; by default /run/sockinspect for root, else $XDG_RUNTIME_DIR/sockinspect) "
         "or marked as its own is touched: never another user's, never a run still going. "
-        "Exit 0 when nothing removable is left, 1 when something could not be removed.",
+        "Exit 0 when nothing removable is left, 1 when something could not be removed."
     )
     cl.add_argument("dirs", nargs="*", metavar="DIR",
                     help="also look for .work-* folders in DIR and its subfolders (default: captures, if it exists)")
@@ -280,16 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true", help="one JSON document: what was found, what was done, why")
     cl.set_defaults(run=_cmd_cleanup)
 
-    sc = sub.add_parser(
-        "schema",
-        help="print the JSON Schema of the documents --json prints",
-        description="Print the JSON Schema (draft 2020-12) of the JSON documents: every key, "
-        "its type and its meaning. Without DOCUMENT, all of them (under $defs).",
+
+def _schema_arguments(sc: argparse.ArgumentParser) -> None:
+    sc.description = (
+        "Print the JSON Schema (draft 2020-12) of the JSON documents: every key, "
+        "its type and its meaning. Without DOCUMENT, all of them (under $defs)."
     )
     sc.add_argument("document", nargs="?", choices=DOCUMENTS, metavar="DOCUMENT",
                     help=f"only this one: {', '.join(DOCUMENTS)} (analyze --json prints capture documents)")
     sc.set_defaults(run=_cmd_schema)
-    return parser
 
 
 def _port(text: str) -> int:
@@ -447,6 +441,7 @@ def _report_files(args: argparse.Namespace) -> int:
         if args.jsonl or args.json:
             status = max(status, (_stream_file if args.jsonl else _json_file)(path, args))
             continue
+        from ._report import connection_detail, csv_text, text_report, to_csv_rows
         cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation)
         if cap is None:
             status = 2
@@ -536,6 +531,7 @@ def _missing_connection(count: int, selected: bool, index: int) -> str | None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from ._report import compare_table, csv_text, to_csv_rows
     if len(args.files) < 2:
         print("sockinspect analyze: error: --compare needs two or more capture files", file=sys.stderr)
         return 2
@@ -588,6 +584,7 @@ def _read_connections(path: str, choose: Callable[[Sequence[TcpConnection]], lis
                       ) -> tuple[Capture, list[ConnectionPackets]] | None:
     """``connections_packets`` with progress (``what``: of the second reading) and the
     capture's warnings on stderr; None when it cannot be read (said in one line)."""
+    from ._packets import connections_packets
     progress = _progress_printer(path)
     again = _progress_printer(f"{path} again, for {what}")
     try:
@@ -606,6 +603,7 @@ def _read_connections(path: str, choose: Callable[[Sequence[TcpConnection]], lis
 
 
 def _plot_file(text: str) -> str:
+    from ._plot import output_format
     try:
         output_format(text)
     except UsageError as exc:
@@ -614,6 +612,8 @@ def _plot_file(text: str) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from ._plot import figure, save
+    from ._series import sender_with_more_data
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -639,6 +639,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ._html import CaptureSection, chosen, report_page
+    from ._report import plural
     try:
         files = capture_paths(args.files)
     except SockinspectError as exc:
@@ -676,6 +678,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_ladder(args: argparse.Namespace) -> int:
+    from ._ladder import MAX_WIDTH, MIN_WIDTH, UNICODE_CHARS, ladder
+    from ._syscalls import STRACE_ARGS, of_connection
+    from ._syscalls import read as read_syscalls
     packets = _connection_packets(args)
     if packets is None:
         return 2
@@ -708,6 +713,7 @@ def _can_print(text: str) -> bool:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from ._check import load_rules_file, parse_rules, run_checks
     try:
         texts = list(args.expect)
         ports, hosts = list(args.port or []), list(args.host or [])
@@ -745,6 +751,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_capture(args: argparse.Namespace) -> int:
+    from ._capture import LiveCapture
+    from ._report import text_report
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         print("sockinspect capture: error: give the command to run after --", file=sys.stderr)
@@ -785,6 +793,8 @@ def _reexec_in_user_namespace() -> int | None:
     capture already works here; otherwise the exit code (2 when nothing works).
     The inner run gets SIGTERM should this one end, and any signal this one gets:
     it cleans up and ends with 128 + the signal's number."""
+    from ._capture import can_capture
+    from ._run import Terminated, cleanup_on_signals, spawn
     reason = can_capture()
     if reason is None:
         return None
@@ -821,6 +831,8 @@ SCENARIO_OPTIONS = {"connections": "handshake", "requests": "nagle", "messages":
 
 
 def _cmd_run_and_capture(args: argparse.Namespace) -> int:
+    from ._run import Terminated, cleanup_on_signals, die_with_parent
+    from ._scenarios import SCENARIOS, Options
     given = {key: getattr(args, key) for key in SCENARIO_OPTIONS if getattr(args, key) is not None}
     for key in given:
         if args.scenario not in (SCENARIO_OPTIONS[key], "lab"):
@@ -877,6 +889,8 @@ def _cmd_run_and_capture(args: argparse.Namespace) -> int:
 def _run_scenarios(args: argparse.Namespace, names: list[str], opts: Options, out: Path, single: bool,
                    progress: bool) -> dict[str, list[Run]]:
     """Run the scenarios; whatever happens, nothing they made is left but the captures."""
+    from ._run import STAGE_PREFIX, Lease, Runner, clean_leftovers, make_topology
+    from ._scenarios import SCENARIOS
     results: dict[str, list[Run]] = {}
     outdir = out.parent if single else out
     outdir.mkdir(parents=True, exist_ok=True)
@@ -913,12 +927,15 @@ def _tell_removed(items: list[Leftover]) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    from ._schema import for_document
+    from ._schema import load as load_schema
     schema = load_schema()
     print(json.dumps(for_document(schema, args.document) if args.document else schema, indent=2))
     return 0
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from ._run import clean_leftovers
     dirs = [Path(d) for d in args.dirs] or ([Path("captures")] if Path("captures").is_dir() else [])
     for d in dirs:
         if not d.is_dir():
@@ -942,6 +959,8 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
+    from ._lab import lab_answers
+    from ._report import compare_table, text_report
     status = 0
     for name, runs in results.items():
         for run in runs:
@@ -971,6 +990,10 @@ def _print_runs(args: argparse.Namespace, results: dict[str, list[Run]]) -> int:
 
 def _write_lab_page(path: str, results: dict[str, list[Run]]) -> int:
     """The lab's answers as a web page, with the pictures of this run's captures."""
+    from ._html import lab_page
+    from ._lab import TITLE as LAB_TITLE
+    from ._lab import lab_parts, nagle_runs
+    from ._packets import connection_packets
     def drawn(run: Run | None) -> tuple[str, ConnectionPackets] | None:
         if run is None or not run.analysis.tcp:
             return None
@@ -988,8 +1011,33 @@ def _write_lab_page(path: str, results: dict[str, list[Run]]) -> int:
     return 0
 
 
+# name -> (its line in --help, the function that adds its arguments), in --help's order
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "analyze": ("report the TCP connections and UDP flows of capture files",
+                _analyze_arguments),
+    "ladder": ("draw one TCP connection as a ladder diagram, with delayed ACKs, stalls and retransmissions marked",
+               _ladder_arguments),
+    "plot": ("plot one TCP connection: time-sequence graph, ACK delays, window, throughput (PNG, SVG, PDF)",
+             _plot_arguments),
+    "report": ("write an HTML report of captures: tables, and per connection its ladder, plots and stalls",
+               _report_arguments),
+    "check": ("check rules against every selected connection (exit 1 when one fails)",
+              _check_arguments),
+    "capture": ("capture loopback traffic on some ports while a command runs",
+                _capture_arguments),
+    "run-and-capture": ("run a lab scenario, capture it, save the pcap and print its analysis",
+                        _run_and_capture_arguments),
+    "cleanup": ("remove the network namespaces and work folders that killed runs left behind",
+                _cleanup_arguments),
+    "schema": ("print the JSON Schema of the documents --json prints",
+               _schema_arguments),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), "")  # the options before it take no value
+    args = build_parser(command).parse_args(argv)
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from tabulate import tabulate
-
 from ._delays import held_decimals_ms
 from ._documents import tcp_to_dict, udp_to_dict
 from ._metrics import CONN_STATES, stats_from_values
@@ -333,6 +331,8 @@ def connection_detail(c: TcpConnection, width: int | None = None) -> str:
         ["SYN/ACK → ACK (ms)", _num(h.synack_ack_ms)],
         ["handshake rtt (ms)", _num(h.rtt_ms) + (" (half-seen: no SYN/ACK captured)" if h.half_seen else "")],
     ]
+    from tabulate import tabulate  # here: importing it reads package metadata, ~20 ms
+
     table = tabulate(rows, tablefmt="plain", disable_numparse=True)
     out = f"{table}\n\n{_direction_table(c, width)}"
     notes = offload_notes([c], width)

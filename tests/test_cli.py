@@ -213,3 +213,38 @@ def test_times_in_ms_print_with_at_most_six_decimals(capsys):
                 assert round(value, 6) == value, (path.name, key, value)
                 checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize("command", ["analyze", "ladder", "plot", "report", "check", "capture", "run-and-capture",
+                                     "cleanup", "schema"])
+def test_every_command_has_its_help(capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: sockinspect {command} ")
+
+
+def test_the_whole_parser_builds_with_every_command():
+    from sockinspect._cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)
+    assert all(parser._actions[1:] for parser in sub.choices.values())  # each has more than --help
+
+
+def test_an_analysis_loads_no_other_commands_modules():
+    """A small capture is answered in about 0.1 s: most of that is imports, so analyze
+    must not load the HTML, plot, ladder, lab, rules or namespace machinery."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from sockinspect._cli import main; main(['analyze', '--json', sys.argv[1]]); "
+            "main(['analyze', sys.argv[1]]); print(' '.join(sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, GET], capture_output=True, text=True, check=True)
+    loaded = set(done.stderr.split())
+    assert "sockinspect.analysis.engine" in loaded
+    unwanted = {"sockinspect._html", "sockinspect._plot", "sockinspect._ladder", "sockinspect._lab",
+                "sockinspect._check", "sockinspect._run", "sockinspect._scenarios", "sockinspect._capture",
+                "sockinspect._packets", "tabulate", "matplotlib", "numba", "numpy", "multiprocessing",
+                "hashlib", "importlib.metadata"}
+    assert not loaded & unwanted

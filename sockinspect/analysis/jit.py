@@ -18,7 +18,6 @@ ready: a student never waits for a compiler; without it, large captures run as P
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import sys
@@ -128,7 +127,8 @@ def _cache_dir() -> Path:
     """One cache per numba version, per place the package is installed at (numba keys its
     cache by the source's path) and per content of the sources: numba's own cache does not
     notice that a kernel another one calls, or a constant it reads, has changed."""
-    import importlib.metadata  # 20 ms: not for the small captures that never ask
+    import hashlib  # with importlib.metadata (20 ms): not for the small captures that never ask
+    import importlib.metadata
 
     digest = hashlib.sha256(importlib.metadata.version("numba").encode())
     for path in cache_sources():
