@@ -17,7 +17,7 @@ from .._delays import Stall
 from .._metrics import size_edges
 from .._model import Selection, TcpConnection, UdpFlow
 from . import acks, fastpath, histograms, jit, keys, records, statistics, tcp, udp
-from .records import RecordMaker, Retired
+from .records import Packed, PackedStats, RecordMaker, Retired
 from .tables import (
     EV_ACK_LOG,
     EV_NOTE,
@@ -251,7 +251,7 @@ class Engine:
             g[G_HOLE_FREE] = rows
         if g[G_EVENTS] + g[G_SEG_USED] + 16 > len(self.EV):
             self.EV = grow(self.EV, len(self.EV), EV_WIDTH, c)
-        if 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(self.HT):
+        if histograms.crowded(self.HT, self.G, g[G_SEG_USED] + 16):
             old, self.HT = self.HT, new_table(2 * len(self.HT), HIST_WIDTH, c)
             histograms.rehash(old, self.HT, self.G)
 
@@ -326,15 +326,18 @@ class Engine:
         if self.record_only is not None:
             slots = [k for k in slots if self.C[k][tcp.C_FIRST_PKT] == self.record_only]
         senders = [2 * slot + s for slot in slots for s in (0, 1)]
-        if c:
-            rows, D, T = self.C[slots].tolist(), self.D[senders].tolist(), self.T[senders].tolist()
+        if c:  # copies, packed: the rows are reused once freed
+            rows, D, T = (Packed(self.C[slots].tobytes(), tcp.C_WIDTH), Packed(self.D[senders].tobytes(), tcp.D_WIDTH),
+                          Packed(self.T[senders].tobytes(), acks.T_WIDTH))
+            mss_column = self.T[senders][:, (acks.T_HAS_MSS, acks.T_MSS)].tolist()
         else:
-            rows = [list(self.C[k]) for k in slots]  # copies: the rows are reused once freed
+            rows = [list(self.C[k]) for k in slots]
             D, T = [list(self.D[d]) for d in senders], [list(self.T[d]) for d in senders]
+            mss_column = [(t[acks.T_HAS_MSS], t[acks.T_MSS]) for t in T]
         tcp.release_recorded(self.C, self.T, self.P, self.H, self.G)
         if not slots:
             return
-        mss = {d: t[acks.T_MSS] if t[acks.T_HAS_MSS] else None for d, t in zip(senders, T, strict=True)}
+        mss = {d: m if has else None for d, (has, m) in zip(senders, mss_column, strict=True)}
         if self.notes is not None:  # the capture's end proves a held Nagle candidate the tail
             self.notes += [(t[acks.T_CAND_PKT], "nagle_held", t[acks.T_CAND_ACK]) for t in T
                            if t[acks.T_CANDIDATE] == acks.HELD]
@@ -363,7 +366,8 @@ class Engine:
 
 class Histograms:
     """Histogram rows (key, count) from the kernels' table, sorted, and the statistics of
-    every histogram in them: ``rows``, a row of analysis.statistics' output per (kind, id)."""
+    every histogram in them: ``rows``, a row of analysis.statistics' output per (kind, id)
+    (a dict; compiled, packed: see .records.PackedStats)."""
 
     def __init__(self, HT, compiled: bool, size_mss: dict[int, int | None]) -> None:  # noqa: ANN001
         """``size_mss``: the MSS the size buckets of each sender row use (None: not known)."""
@@ -390,7 +394,7 @@ class Histograms:
         out = new_table(len(firsts), statistics.S_WIDTH, True)
         if len(firsts):
             statistics.group_stats(histograms.values_of(keys), counts, starts, ends, table[which], out)
-        self.rows = dict(zip(zip(kinds.tolist(), idents.tolist(), strict=True), out.tolist(), strict=True))
+        self.rows = PackedStats(firsts.tobytes(), Packed(out.tobytes(), statistics.S_WIDTH))
 
     def _python(self, HT, size_mss: dict[int, int | None]) -> None:  # noqa: ANN001
         rows = sorted(row for row in HT if row[HIST_COUNT])

@@ -6,7 +6,7 @@ One hash table for all (open addressing, linear probing), of rows (key, count); 
 key packs (kind, id, value code) so that keys sort as (kind, id, value). A duration's
 code is order-preserving: its bucket's exponent and 10-bit mantissa, offset so that
 negative durations (timestamps going back) sort first. 16 bytes per entry; Python
-doubles the table before it is half full."""
+doubles the table before it is three quarters full (see ``crowded``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ ID_MASK, CODE_MASK = (1 << 36) - 1, (1 << 23) - 1
 SIZE_MAX = CODE_MASK  # larger payload sizes (only hostile frames have them) count as this
 MANTISSA = (1 << SIGNIFICANT_BITS) - 1
 CODE_ZERO = 1 << 17  # a duration's code for 0 us: codes of |us| are below 2**16 (us < 2**53)
+
+
+@kernel
+def crowded(HT, G, more):  # noqa: ANN001, ANN201
+    """Whether ``more`` entries might take HT past three quarters full: then the kernels
+    stop and Python doubles it (linear probes stay short up to there)."""
+    return 4 * (G[0][G_HIST_USED] + more) > 3 * len(HT)
 
 
 @kernel

@@ -8,26 +8,81 @@ in its own process or through a pipe from another (see sockinspect._analyze), an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, Protocol
 
 from .._delays import NagleEvidence, Stall, nagle_verdict
 from .._linux import IANA_EPHEMERAL_PORTS, LINUX_EPHEMERAL_PORTS
 from .._metrics import conn_state, duration_stats, sizes
 from .._model import Direction, Endpoint, Handshake, TcpConnection, UdpDirection, UdpFlow
 from . import acks, tcp, udp, zeek
+from .histograms import ID_SHIFT, KIND_SHIFT
 from .tables import H_DELAY, H_FIRST_BYTE, H_LATENCY, H_SIZE, H_UDP_RTT, NONE, capped_sum
 
-Stats = dict[tuple[int, int], list[int]]  # a histogram's statistics (analysis.statistics) by (kind, id)
+
+class Packed:
+    """Rows of a table of int64s, packed in bytes: how a batch of rows crosses a pipe
+    (as lists of ints they weigh eight times more, on both sides). Row k becomes a list
+    of ints again when asked for."""
+
+    __slots__ = ("data", "width", "_view")
+
+    def __init__(self, data: bytes, width: int) -> None:
+        self.data, self.width = data, width
+        self._view = memoryview(data).cast("q")
+
+    def __reduce__(self) -> tuple[type[Packed], tuple[bytes, int]]:
+        return Packed, (self.data, self.width)
+
+    def __len__(self) -> int:
+        return len(self._view) // self.width
+
+    def __getitem__(self, k: int) -> list[int]:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self._view[k * self.width:(k + 1) * self.width].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[k] for k in range(len(self)))
+
+
+class Stats(Protocol):
+    """A histogram's statistics (a row of analysis.statistics' output) by (kind, id):
+    a dict, or :class:`PackedStats`."""
+
+    def get(self, key: tuple[int, int], /) -> list[int] | None: ...
+
+
+class PackedStats:
+    """Histogram statistics as :class:`Packed` rows, with their (kind, id) packed as
+    histogram keys shifted right by ID_SHIFT (kind << 36 | id), in the same order."""
+
+    __slots__ = ("groups", "rows", "_index")
+
+    def __init__(self, groups: bytes, rows: Packed) -> None:
+        self.groups, self.rows = groups, rows
+        self._index: dict[int, int] | None = None
+
+    def __reduce__(self) -> tuple[type[PackedStats], tuple[bytes, Packed]]:
+        return PackedStats, (self.groups, self.rows)
+
+    def get(self, key: tuple[int, int], /) -> list[int] | None:
+        if self._index is None:
+            self._index = {group: k for k, group in enumerate(memoryview(self.groups).cast("q").tolist())}
+        k = self._index.get(key[0] << (KIND_SHIFT - ID_SHIFT) | key[1])
+        return None if k is None else self.rows[k]
+
+
+Rows = Sequence[list[int]]  # a table's rows: lists of ints, or Packed
 
 
 class Retired(NamedTuple):
-    """Connections that are over, as the engine's rows (lists of ints)."""
+    """Connections that are over, as the engine's rows."""
 
     slots: list[int]  # their rows of C; sender rows 2 x slot + side of D and T
-    C: list[list[int]]
-    D: list[list[int]]  # two per connection, side 0 then side 1
-    T: list[list[int]]
+    C: Rows
+    D: Rows  # two per connection, side 0 then side 1
+    T: Rows
     stats: Stats
     stalls: dict[int, list[Stall]]  # by sender row
     names: list[str]  # addresses named since the last batch (ids go on from there)
@@ -43,12 +98,13 @@ class RecordMaker:
 
     def add(self, batch: Retired) -> None:
         self.names += batch.names
+        D, T = batch.D, batch.T
         for k, (slot, row) in enumerate(zip(batch.slots, batch.C, strict=True)):
-            self.out(connection(slot, row, batch.D[2 * k: 2 * k + 2], batch.T[2 * k: 2 * k + 2], batch.stats,
+            self.out(connection(slot, row, (D[2 * k], D[2 * k + 1]), (T[2 * k], T[2 * k + 1]), batch.stats,
                                 batch.stalls, self.names, batch.vlans))
 
 
-def connection(slot: int, c: list[int], D: list[list[int]], T: list[list[int]], stats: Stats,
+def connection(slot: int, c: list[int], D: Rows, T: Rows, stats: Stats,
                stalls: dict[int, list[Stall]], names: list[str], vlans: dict[int, tuple[int, ...]]) -> TcpConnection:
     """The record of the connection in row ``slot`` (``c``; its sides' rows ``D`` and ``T``)."""
     inferred = c[tcp.C_CLIENT] == NONE

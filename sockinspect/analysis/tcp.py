@@ -31,7 +31,6 @@ from .tables import (
     G_CONN_FREE,
     G_CONNS,
     G_EVENTS,
-    G_HIST_USED,
     G_HOLE_FREE,
     G_SEG_FREE,
     G_SEG_USED,
@@ -89,7 +88,7 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
             continue
         g = G[0]
         if (g[G_CONN_FREE] == NONE or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
-                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or 2 * (g[G_HIST_USED] + g[G_SEG_USED] + 16) > len(HT)
+                or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or histograms.crowded(HT, G, g[G_SEG_USED] + 16)
                 or keys.full(by_key) or keys.full(half_open)):
             return i
         if has_ts[i] and ts[i] > g[G_CLOCK]:
@@ -266,7 +265,7 @@ def expire(by_key, half_open, C, D, HT, G, EV, start, everything):  # noqa: ANN0
     before when EV or HT ran short of room."""
     g = G[0]
     for slot in range(start, len(C)):
-        if g[G_EVENTS] >= len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT):
+        if g[G_EVENTS] >= len(EV) or histograms.crowded(HT, G, 2):
             return slot
         if C[slot][C_LIVE] == LIVE and (everything or expired(C[slot], D, slot, g[G_CLOCK])):
             retire(by_key, half_open, C, HT, G, EV, slot)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import histograms, keys, tcp
 from .jit import kernel
-from .tables import G_EVENTS, G_HIST_USED, G_UDP, H_UDP_RTT, NO_MAX, NO_MIN, NONE
+from .tables import G_EVENTS, G_UDP, H_UDP_RTT, NO_MAX, NO_MIN, NONE
 
 UDP = 17
 # A flow's row; U_VLAN0 .. U_P1, U_VLAN1, U_WAIT_NEXT and U_WAITING are where tcp.lookup and register
@@ -27,7 +27,7 @@ def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport,
         if proto[i] != UDP:
             continue
         g = G[0]
-        if (g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV) or 2 * (g[G_HIST_USED] + 2) > len(HT)
+        if (g[G_UDP] >= len(U) or g[G_EVENTS] + 2 > len(EV) or histograms.crowded(HT, G, 2)
                 or keys.full(by_key) or keys.full(half_open)):
             return i
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
