@@ -57,6 +57,27 @@ def test_progress_reaches_the_end(capture):
     assert seen and seen[-1][0] == seen[-1][1] == capture.stat().st_size
 
 
+@pytest.mark.parametrize("damage", ["cut", "corrupt"])
+def test_a_damaged_file_gives_what_one_process_gives(capture, tmp_path, damage):
+    """Read in blocks into one buffer: a file cut in a record, or with an impossible
+    record length past the first block, stops there with the same warning."""
+    data = bytearray(capture.read_bytes())
+    at = len(data) * 2 // 3
+    if damage == "cut":
+        data = data[:at]
+    else:  # the captured length of the record found at ``at``, made impossible
+        pos = 24
+        while pos < at:
+            pos += 16 + int.from_bytes(data[pos + 8: pos + 12], "little")
+        data[pos + 8: pos + 12] = (1 << 30).to_bytes(4, "little")
+    path = tmp_path / f"{damage}.pcap"
+    path.write_bytes(bytes(data))
+    one = _analyze._analyze(path, CaptureReader(path), None, (0, 1), compiled=False)
+    two = piped(path)
+    assert len(two.warnings) == 1 and ("cut short" if damage == "cut" else "corrupt record") in two.warnings[0]
+    assert capture_document(two, two.tcp, two.udp) == capture_document(one, one.tcp, one.udp)
+
+
 def test_an_error_in_the_engine_process_is_raised_here(capture, monkeypatch):
     def broken(*args, **kw):  # noqa: ANN002, ANN003, ANN202 - forked: the engine's process runs this
         raise CaptureFormatError("broken on purpose")

@@ -52,14 +52,13 @@ def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[in
             return
         if why == fastpath.WALK_FULL:
             continue
-        more = reader.more(base, pos, held)
-        if more is None:
-            return
         left = held - pos  # a record cut at the block's end moves to the front
         buf[:left] = buf[pos:held]
+        got = reader.more_into(memoryview(buf)[left:], base, pos, held)
+        if not got:
+            return
         base += pos
-        held = left + len(more)
-        buf[left:held] = np.frombuffer(more, dtype=np.uint8)
+        held = left + got
         pos = 0
 
 
