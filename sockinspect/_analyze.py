@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ._decode import LINKTYPE_NAMES, OTHER_SHARE, Decoder, Defect
+from ._decode import LINKTYPE_NAMES, Decoder, Defect
 from ._model import Capture, Selection, TcpConnection
 from ._read import MAX_INFLATION, CaptureReader
 from .analysis import jit
@@ -36,60 +36,32 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     """Read a pcap/pcapng file (optionally gzip-compressed; ``"-"`` for standard
     input) and rebuild its TCP connections and UDP flows.
 
-    ``workers``: processes to use. Where the engine runs compiled (a pcap file of
-    16 MiB or more, see .analysis.jit), two by default: the engine reads, decodes and
-    follows the connections in a process of its own, while this one makes their
-    records (see :func:`_analyze_piped`); 1 keeps it all in this process. Where the
-    engine runs as Python: one per core, up to 4, for files of 64 MiB or more
-    (otherwise one, and always one for a pipe or FIFO), each reading the whole file
-    and rebuilding its share of the connections. The result does not depend on it.
+    ``workers``: processes to use. By default two (on two cores or more) for a capture
+    file of PIPED_MIN_BYTES or more: the engine reads, decodes and follows the connections
+    in a process of its own while this one makes their records (see :func:`_analyze_piped`);
+    otherwise one. 2 or more: two, whatever the capture (but standard input, read here);
+    1: this process alone. The result does not depend on it.
     ``max_inflation``: how far a gzip file may inflate (see
     :data:`~sockinspect._read.MAX_INFLATION`; 0 for no limit).
     ``on_connection``: called with each TCP connection instead of keeping it in the
     returned Capture, as soon as the connection is over (it ended and went quiet, see
     :mod:`sockinspect.analysis.tcp`; or the capture ended), so memory follows the
-    connections open at once rather than the file; with share workers (the engine as
-    Python, 64 MiB or more), at the end.
+    connections open at once rather than the file.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
     count on the returned :class:`Capture`.
     """
     reader = CaptureReader(path, max_inflation)
-    piped = (os.cpu_count() or 1) > 1 if workers is None else workers > 1
-    if piped and reader.is_pcap and jit.want_compiled(reader.size):
-        with gc_paused():
-            return _analyze_piped(path, reader, progress, on_connection)
-    if not reader.reopenable:  # stdin, a pipe or a FIFO: read once, by this process
-        workers = 1
-    elif workers is None:
-        parallel = reader.size >= PARALLEL_MIN_BYTES and not jit.want_compiled(reader.size)
-        workers = min(os.cpu_count() or 1, MAX_WORKERS) if parallel else 1
+    if workers is None:
+        workers = 2 if (os.cpu_count() or 1) > 1 and reader.size >= PIPED_MIN_BYTES else 1
     with gc_paused():
-        if workers <= 1:
-            return _analyze(path, reader, progress, (0, 1), on_connection=on_connection)
-        # Workers ignore Ctrl-C: on it (or any error) here, they are stopped, not waited for.
-        import multiprocessing  # 10 ms: only for large captures
-
-        pool = multiprocessing.get_context("fork").Pool(workers - 1, initializer=signal.signal,
-                                                        initargs=(signal.SIGINT, signal.SIG_IGN))
-        try:
-            others = [pool.apply_async(_analyze_share, (os.fspath(path), k, workers, max_inflation))
-                      for k in range(1, workers)]
-            mine = _analyze(path, reader, progress, (0, workers))
-            cap = _merge(mine, [f.get() for f in others])
-        finally:
-            pool.terminate()
-            pool.join()
-    if on_connection is None:
-        return cap
-    for conn in cap.tcp:
-        on_connection(conn)
-    return replace(cap, tcp=Selection())
+        if workers > 1 and reader.forkable:
+            return _analyze_piped(path, reader, progress, on_connection)
+        return _analyze(path, reader, progress, on_connection=on_connection)
 
 
-PARALLEL_MIN_BYTES = 64 << 20
-MAX_WORKERS = 4
+PIPED_MIN_BYTES = 16 << 20  # below, starting a second process costs more than it saves
 
 
 @contextmanager
@@ -105,23 +77,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _analyze_share(path: str, share: int, shares: int, max_inflation: int) -> Capture:
-    """One worker process: the whole file, its share of the connections."""
-    with gc_paused():
-        return _analyze(path, CaptureReader(path, max_inflation), None, (share, shares))
-
-
-def _merge(first: Capture, others: list[Capture]) -> Capture:
-    """Put the shares' connections and flows back in order of their first packet."""
-    tcp = sorted((c for cap in (first, *others) for c in cap.tcp), key=lambda c: c.first_packet)
-    udp = sorted((f for cap in (first, *others) for f in cap.udp), key=lambda f: f.first_packet)
-    return replace(
-        first,
-        tcp=Selection(replace(c, index=i) for i, c in enumerate(tcp)),
-        udp=Selection(replace(f, index=i) for i, f in enumerate(udp)),
-    )
 
 
 def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
@@ -183,7 +138,7 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
 
     try:
         with gc_paused():
-            cap = _analyze(path, reader, report if progress else None, (0, 1), compiled=True,
+            cap = _analyze(path, reader, report if progress else None,
                            on_retired=lambda batch: send.send(("retired", batch)))
         send.send(("done", cap))
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the other process
@@ -193,12 +148,12 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
 
 
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
-             share: tuple[int, int], compiled: bool | None = None,
+             compiled: bool | None = None,
              on_connection: Callable[[TcpConnection], None] | None = None,
              on_retired: Callable[[Retired], None] | None = None) -> Capture:
     """``compiled``: run the engine compiled (default: when the capture is large, see .analysis.jit).
     ``on_retired``: see Engine."""
-    decoder = Decoder(share)
+    decoder = Decoder()
     engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled,
                     on_connection=on_connection, on_retired=on_retired)
     tally = _Tally()
@@ -206,7 +161,7 @@ def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Prog
         if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
             from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures
 
-            for block in pcap_blocks(reader, decoder, engine, share):
+            for block in pcap_blocks(reader, decoder, engine):
                 engine.feed_columns(block.columns)
                 tally.block(block)
                 interrupt.check()
@@ -255,8 +210,6 @@ class _Tally:
             self.last_ts = last
 
     def defect(self, number: int, defect: Defect) -> None:
-        if defect is OTHER_SHARE:
-            return
         self.defects[defect.kind] += 1
         if defect.malformed and defect.kind not in self.first_malformed:
             self.first_malformed[defect.kind] = (number, defect.detail)

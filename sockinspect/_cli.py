@@ -119,9 +119,9 @@ def _analyze_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--wide", action="store_true",
                     help="tables as wide as they come, full paths (default: fit the terminal, or $COLUMNS)")
     an.add_argument("--workers", type=_count, default=0, metavar="N",
-                    help="processes per file (default 0: automatic: two for a pcap file of 16 MiB or more, the "
-                    "compiled engine in a process of its own; one per core for 64 MiB or more when the engine "
-                    "is not compiled; otherwise one)")
+                    help="processes per file: 1, or 2 (the engine in a process of its own, this one making the "
+                    "records; not for standard input); default 0: automatic, 2 for a file of 16 MiB or more "
+                    "on two cores or more")
     an.add_argument("--max-inflation", type=_count, default=MAX_INFLATION, metavar="RATIO",
                     help=f"stop a gzip capture that inflates more than RATIO times its size, past its first "
                     f"{INFLATION_ALLOWANCE >> 20} MiB: a decompression bomb (default {MAX_INFLATION}; 0: no limit)")

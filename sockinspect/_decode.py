@@ -81,18 +81,6 @@ TOO_DEEP = Defect("too_deep", f"more than {MAX_LAYERS} nested headers (VLAN tags
                   "IPv6 extension headers, IPComp)", True)
 FRAGMENTS_OVER_LIMIT = Defect("fragments_over_limit", "IP datagram dropped: its fragments are over the "
                               "reassembly limits (count, size or pending memory)", True)
-# A well-formed packet of a connection in another process's share (see Decoder).
-OTHER_SHARE = Defect("other_share", "left to another worker process", False)
-
-
-def share_of(sport: int, dport: int, src: bytes, dst: bytes) -> int:
-    """A hash of a connection's ports and last address bytes, the same in both
-    directions and on any VLAN: ``share_of(...) % n`` splits connections into n
-    shares. One Knuth multiplicative hash of their xor, keeping the high bits of
-    the low word, which mix all input bits (xor-ing separate hashes did not: the
-    shares came out 54/46 when client ports and addresses rise together)."""
-    return (((sport ^ dport) | (src[-1] ^ dst[-1]) << 16) * 2654435761 & 0xFFFFFFFF) >> 16
-
 
 def _ipcomp(data: bytes, start: int, end: int) -> bytes | Defect:
     """Inflate an IPComp payload (RFC 3173) as DEFLATE (RFC 2394), as tshark does: for
@@ -113,17 +101,11 @@ def _ipcomp(data: bytes, start: int, end: int) -> bytes | Defect:
 
 class Decoder:
     """Turns frames into :class:`Packet` or :class:`Defect`; reassembles IP fragments.
+    ``all_options``: keep the TCP options of every segment, not only of SYNs (for
+    their SACK blocks)."""
 
-    ``share=(k, n)`` keeps only the k-th of n disjoint shares of the connections
-    (all packets of a connection fall in the same share, whatever their direction
-    or VLAN), so n processes can each rebuild one share of a capture; packets of
-    other shares become ``OTHER_SHARE``, once they are known to be well-formed
-    (so every process sees the same defects). ``all_options``: keep the TCP options of
-    every segment, not only of SYNs (for their SACK blocks)."""
-
-    def __init__(self, share: tuple[int, int] = (0, 1), all_options: bool = False) -> None:
+    def __init__(self, all_options: bool = False) -> None:
         self.fragments = Reassembler()
-        self._share, self._shares = share
         self._all_options = all_options
 
     def decode(self, frame: Frame, number: int) -> Packet | Defect:
@@ -137,8 +119,6 @@ class Decoder:
                 sport, dport, seq, ack, off_byte, flags, window = _tcp(data, t)
                 hlen = (off_byte >> 4) * 4
                 if hlen >= 20:
-                    if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
-                        return OTHER_SHARE
                     avail = wirelen - 14
                     length = (total if total <= avail else avail) - 20 if total else end - t
                     keep = hlen > 20 and (flags & SYN or self._all_options)
@@ -342,8 +322,6 @@ class Decoder:
             seq = ack = flags = window = 0
             options = b""
             payload = ulen - 8 if ulen >= 8 else length - 8
-        if self._shares > 1 and share_of(sport, dport, src, dst) % self._shares != self._share:
-            return OTHER_SHARE
         return Packet(number, frame.ts_ns, frame.wirelen, vlan, src, dst, proto, sport, dport,
                       seq, ack, flags, window, max(payload, 0), options)
 

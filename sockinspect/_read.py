@@ -90,10 +90,10 @@ class CaptureReader:
             raise CaptureFormatError(f"{self.path}: not a pcap or pcapng file ({_describe(head)})")
 
     @property
-    def reopenable(self) -> bool:
-        """Whether other processes can open the input by its path and read it too:
-        a regular file, not standard input, a pipe or a FIFO."""
-        return self._source.regular and self.path != STDIN
+    def forkable(self) -> bool:
+        """Whether a forked process can read the input on: not standard input, which
+        multiprocessing closes in the processes it starts."""
+        return self.path != STDIN
 
     def position(self) -> int:
         """Bytes of the input consumed so far (compressed bytes for gzip), for progress;

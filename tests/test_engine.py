@@ -39,7 +39,7 @@ def records(path: Path, compiled: bool, ack_log: list) -> tuple:
         return ()
     engine = Engine(compiled=compiled, ack_log=ack_log)
     engine.feed(pkts)
-    return engine.finish(), _analyze(path, CaptureReader(path), None, (0, 1), compiled=compiled)
+    return engine.finish(), _analyze(path, CaptureReader(path), None, compiled=compiled)
 
 
 COMPILED_RUN = """

@@ -192,7 +192,7 @@ def test_max_inflation_0_reads_a_highly_compressed_capture_whole(tmp_path):
 
 
 def test_standard_input_from_a_regular_file_is_read_by_one_process(tmp_path):
-    """Workers open the file by its path: '-' cannot be reopened, even when stdin is a file."""
+    """multiprocessing closes standard input in its processes: this one reads it."""
     with open(ECHO, "rb") as f:
         got = subprocess.run([*CLI, "analyze", "--json", "--workers", "2", "-"], stdin=f, capture_output=True,
                              timeout=60)

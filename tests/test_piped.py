@@ -37,7 +37,7 @@ def piped(path: Path, on_connection=None):  # noqa: ANN001, ANN201
 
 
 def test_the_records_are_those_of_one_process(capture):
-    one = _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), compiled=False)
+    one = _analyze._analyze(capture, CaptureReader(capture), None, compiled=False)
     two = piped(capture)
     assert len(two.tcp) == 3_000
     assert capture_document(two, two.tcp, two.udp) == capture_document(one, one.tcp, one.udp)
@@ -46,7 +46,7 @@ def test_the_records_are_those_of_one_process(capture):
 def test_streamed_connections_come_in_the_order_they_retire(capture):
     streamed, alone = [], []
     piped(capture, on_connection=streamed.append)
-    _analyze._analyze(capture, CaptureReader(capture), None, (0, 1), compiled=False, on_connection=alone.append)
+    _analyze._analyze(capture, CaptureReader(capture), None, compiled=False, on_connection=alone.append)
     assert [c.index for c in streamed] == [c.index for c in alone]
     assert sorted(c.index for c in streamed) == list(range(3_000))
 
@@ -72,7 +72,7 @@ def test_a_damaged_file_gives_what_one_process_gives(capture, tmp_path, damage):
         data[pos + 8: pos + 12] = (1 << 30).to_bytes(4, "little")
     path = tmp_path / f"{damage}.pcap"
     path.write_bytes(bytes(data))
-    one = _analyze._analyze(path, CaptureReader(path), None, (0, 1), compiled=False)
+    one = _analyze._analyze(path, CaptureReader(path), None, compiled=False)
     two = piped(path)
     assert len(two.warnings) == 1 and ("cut short" if damage == "cut" else "corrupt record") in two.warnings[0]
     assert capture_document(two, two.tcp, two.udp) == capture_document(one, one.tcp, one.udp)
@@ -113,7 +113,7 @@ def test_a_large_file_is_piped_by_default_and_workers_1_keeps_one_process(captur
 
     monkeypatch.setattr(_analyze, "_analyze_piped", lambda *a: piped_calls.append(1) or real_piped(*a))
     monkeypatch.setattr(_analyze, "_analyze", as_python)
-    monkeypatch.setattr(jit, "COMPILE_MIN_BYTES", 1)
+    monkeypatch.setattr(_analyze, "PIPED_MIN_BYTES", 1)
     monkeypatch.setattr(_analyze.os, "cpu_count", lambda: 2)
     default = _analyze.analyze(capture)
     assert piped_calls == [1] and not in_process  # the engine ran in the forked process

@@ -16,7 +16,6 @@ from .tables import NONE
 
 TCP, UDP, SYN = 6, 17, 0x02
 SLOW = -2  # a record the general decoder must read (in the proto column)
-SKIP = -3  # a packet of another worker's share of the connections
 # Columns of the record table R: where the frame starts, its lengths and time.
 R_OFF, R_CAPLEN, R_WIRELEN, R_TS = range(4)
 R_WIDTH = 4
@@ -70,10 +69,10 @@ def be16(buf, i):  # noqa: ANN001, ANN201
 
 
 @kernel
-def decode(buf, R, rows, linktype, first_number, shares, share, addr_ids, A, G, number, ts, wirelen, src, dst,
+def decode(buf, R, rows, linktype, first_number, addr_ids, A, G, number, ts, wirelen, src, dst,
            proto, sport, dport, seq, ackno, flags, win, plen, o_mss, o_wscale, o_sack, o_ts):  # noqa: ANN001, ANN201
     """Fill the packet columns for records 0..rows of R. A record the common path does
-    not cover gets ``proto`` SLOW; one of another share SKIP. Addresses get ids from
+    not cover gets ``proto`` SLOW. Addresses get ids from
     ``addr_ids`` (new ones appended to A; G[0][0] counts them). Returns how many
     addresses A would need beyond its rows (0: all fitted; else decode again)."""
     for i in range(rows):
@@ -164,11 +163,6 @@ def decode(buf, R, rows, linktype, first_number, shares, share, addr_ids, A, G, 
             o_mss[i], o_wscale[i], o_sack[i], o_ts[i] = NONE, NONE, 0, 0
             payload = ulen - 8 if ulen >= 8 else length - 8
         sp, dp = be16(buf, start), be16(buf, start + 2)
-        if shares > 1:
-            mix = ((sp ^ dp) | (((lo_s ^ lo_d) & 0xFF) << 16)) * 2654435761 & 0xFFFFFFFF
-            if (mix >> 16) % shares != share:
-                proto[i] = SKIP
-                continue
         s_id = address(addr_ids, A, G, family, hi_s, lo_s)
         d_id = address(addr_ids, A, G, family, hi_d, lo_d)
         if s_id == NONE or d_id == NONE:

@@ -102,7 +102,7 @@ def warm_up() -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "sample.pcap"
         path.write_bytes(sample_pcap())
-        _analyze(path, CaptureReader(path), None, (0, 1), compiled=True)
+        _analyze(path, CaptureReader(path), None, compiled=True)
         decoder = Decoder()
         engine = Engine(compiled=True)
         engine.feed(p for n, f in enumerate(CaptureReader(path), 1) if type(p := decoder.decode(f, n)) is Packet)

@@ -30,7 +30,7 @@ class Block(NamedTuple):
     defects: list[tuple[int, Defect]]  # (packet number, defect) from the general decoder
 
 
-def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[int, int]) -> Iterator[Block]:  # noqa: ANN001
+def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine) -> Iterator[Block]:  # noqa: ANN001
     """The records of the pcap file ``reader`` has open, as blocks of columns."""
     big_endian, ns_per_unit, snaplen, linktype, limit, rest = reader.pcap_header()
     buf = np.empty(max(BLOCK, 2 * limit + 32), dtype=np.uint8)
@@ -44,7 +44,7 @@ def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[in
     while True:
         rows, pos, why = fastpath.walk_pcap(buf, pos, held, big_endian, ns_per_unit, limit, R, 0)
         if rows:
-            yield _decode(buf, R, rows, linktype, number, decoder, engine, share, cols)
+            yield _decode(buf, R, rows, linktype, number, decoder, engine, cols)
             number += rows
         if why == fastpath.WALK_CORRUPT:
             caplen = int.from_bytes(buf[pos + 8: pos + 12].tobytes(), "big" if big_endian else "little")
@@ -63,12 +63,12 @@ def pcap_blocks(reader: CaptureReader, decoder: Decoder, engine, share: tuple[in
 
 
 def _decode(buf: np.ndarray, R: np.ndarray, rows: int, linktype: int, number: int, decoder: Decoder,
-            engine, share: tuple[int, int], cols: list[np.ndarray]) -> Block:  # noqa: ANN001
+            engine, cols: list[np.ndarray]) -> Block:  # noqa: ANN001
     (numbers, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
      o_mss, o_wscale, o_sack, o_ts) = (c[:rows] for c in cols)
     has_ts[:] = 1
     vlan[:] = 0
-    while fastpath.decode(buf, R, rows, linktype, number, share[1], share[0], engine.addr_ids, engine.A,
+    while fastpath.decode(buf, R, rows, linktype, number, engine.addr_ids, engine.A,
                           engine.AG, numbers, ts, wirelen, src, dst, proto, sport, dport, seq, ackno, flags, win,
                           plen, o_mss, o_wscale, o_sack, o_ts):
         engine.grow_addresses()
