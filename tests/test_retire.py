@@ -175,15 +175,24 @@ def test_taking_histogram_entries_out_keeps_the_rest_findable():
     import random
 
     from sockinspect.analysis import histograms, jit
-    from sockinspect.analysis.tables import G_HIST_USED, G_WIDTH, H_DELAY, H_LATENCY, H_SIZE, HIST_WIDTH, new_table
+    from sockinspect.analysis.tables import (
+        G_HIST_USED,
+        G_WIDTH,
+        H_DELAY,
+        H_LATENCY,
+        H_SIZE,
+        HIST_WIDTH,
+        new_flags,
+        new_table,
+    )
 
     rng = random.Random(7)
     compiled = jit.compiled()  # in the mode an earlier test may have left the kernels in
     for _ in range(30):
         HT, G = new_table(64, HIST_WIDTH, compiled), new_table(1, G_WIDTH, compiled)
-        owners = new_table(8, 1, compiled)
-        for row in owners:
-            row[0] = rng.randrange(2)
+        owners = new_flags(8, compiled)
+        for k in range(8):
+            owners[k] = rng.randrange(2)
         entries = {}
         while G[0][G_HIST_USED] < 32:
             kind = rng.choice((H_DELAY, H_SIZE, H_LATENCY))
@@ -193,11 +202,11 @@ def test_taking_histogram_entries_out_keeps_the_rest_findable():
             key = histograms.key_of(kind, ident, code)
             entries[key] = entries.get(key, 0) + 1
         out = new_table(32, HIST_WIDTH, compiled)
-        taken = histograms.take(HT, G, owners, 0, 1, out)
+        taken = histograms.take(HT, G, owners, out)
 
         def owned(key: int, owners: list = owners) -> bool:
             kind, ident = key >> histograms.KIND_SHIFT, (key >> histograms.ID_SHIFT) & histograms.ID_MASK
-            return owners[ident // 2 if kind != H_LATENCY else ident][0] == 1
+            return owners[ident // 2 if kind != H_LATENCY else ident] == 1
 
         assert {int(k): int(n) for k, n in out[:taken]} == {k: n for k, n in entries.items() if owned(k)}
         kept = {k: n for k, n in entries.items() if not owned(k)}

@@ -47,6 +47,7 @@ from .tables import (
     clamped,
     grow,
     link_free,
+    new_flags,
     new_table,
 )
 
@@ -318,10 +319,12 @@ class Engine:
         """Hand the rows of the connections in rows ``slots`` over as a batch (see
         .records), then free them."""
         c = self.compiled
+        taken_from = new_flags(len(self.C), c)
         for slot in slots:
             self.C[slot][tcp.C_LIVE] = tcp.RECORDING
+            taken_from[slot] = 1
         out = new_table(int(self.G[0][G_HIST_USED]), HIST_WIDTH, c)
-        taken = histograms.take(self.HT, self.G, self.C, tcp.C_LIVE, tcp.RECORDING, out)
+        taken = histograms.take(self.HT, self.G, taken_from, out)
         stalls = {d: self.stalls.pop(d) for slot in slots for d in (2 * slot, 2 * slot + 1) if d in self.stalls}
         if self.record_only is not None:
             slots = [k for k in slots if self.C[k][tcp.C_FIRST_PKT] == self.record_only]
@@ -376,8 +379,9 @@ class Histograms:
             return
         import numpy as np
 
-        rows = HT[HT[:, HIST_COUNT] > 0]
-        rows = rows[np.argsort(rows[:, HIST_KEY], kind="stable")]
+        used = HT[:, HIST_COUNT] > 0
+        rows = HT if used.all() else HT[used]  # all, when taken out of the table
+        rows = rows[np.argsort(rows[:, HIST_KEY])]  # keys are unique: any sort gives the same order
         keys, counts = rows[:, HIST_KEY], rows[:, HIST_COUNT].copy()
         groups = keys >> histograms.ID_SHIFT
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if len(rows) else np.zeros(0, np.int64)

@@ -122,9 +122,10 @@ def rehash(old, new, G):  # noqa: ANN001, ANN201
 
 
 @kernel
-def take(HT, G, owners, column, value, out):  # noqa: ANN001, ANN201
-    """Move the entries of the TCP connections whose row of ``owners`` holds ``value`` in
-    ``column`` out of HT into ``out`` (rows from 0); returns how many. A sender's
+def take(HT, G, taken_from, out):  # noqa: ANN001, ANN201
+    """Move the entries of the TCP connections ``k`` with ``taken_from[k]`` set out of HT
+    into ``out`` (rows from 0); returns how many (a flag per connection row, not the rows
+    themselves: the flags stay in cache, the rows would be a miss per entry). A sender's
     histograms (ACK delays, sizes) belong to connection id // 2, a connection's
     (latencies) to connection id. In place: the rest are then moved back along their
     probe paths, in one pass from a row that was free (no probe path crosses it)."""
@@ -142,7 +143,7 @@ def take(HT, G, owners, column, value, out):  # noqa: ANN001, ANN201
             owner = ident // 2
         elif kind in (H_LATENCY, H_FIRST_BYTE):
             owner = ident
-        if owner != NONE and owners[owner][column] == value:
+        if owner != NONE and taken_from[owner]:
             out[taken][HIST_KEY] = row[HIST_KEY]
             out[taken][HIST_COUNT] = row[HIST_COUNT]
             taken += 1

@@ -90,6 +90,15 @@ def new_table(rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: AN
     return [[fill] * width for _ in range(rows)]
 
 
+def new_flags(n: int, compiled: bool):  # noqa: ANN201
+    """``n`` flags (0 or 1), all 0: one byte each when compiled."""
+    if compiled:
+        import numpy as np
+
+        return np.zeros(n, dtype=np.uint8)
+    return [0] * n
+
+
 def grow(table, rows: int, width: int, compiled: bool, fill: int = 0):  # noqa: ANN001, ANN201
     """``table`` with ``rows`` more rows of ``fill``."""
     if compiled:
