@@ -8,7 +8,7 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -89,20 +89,21 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
 
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
+    _widen(receive.fileno())
     engine = context.Process(target=_engine_process, daemon=True,
                              args=(path, reader, receive, send, os.getpid(), progress is not None))
     engine.start()
     send.close()
     kept: list[TcpConnection] = []
     maker = RecordMaker(on_connection or kept.append)
+    pump = _Pump(receive)
     try:
         while True:
-            try:
-                kind, value = receive.recv()
-            except EOFError:
+            kind, value = pump.get()
+            if kind == "ended":
                 engine.join()
                 raise CaptureFormatError(f"{os.fspath(path)}: the engine's process ended without an answer "
-                                         f"(exit code {engine.exitcode})") from None
+                                         f"(exit code {engine.exitcode})")
             if kind == "retired":
                 maker.add(value)
             elif kind == "progress":
@@ -114,11 +115,67 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
                 cap = value
                 break
     finally:
-        receive.close()
         if engine.is_alive():
             engine.terminate()
         engine.join()
+        pump.stop()  # the pipe's other end is closed now: it ends
+        receive.close()
     return replace(cap, tcp=Selection(sorted(kept, key=lambda c: c.index)))
+
+
+class _Pump:
+    """The engine's messages, received as they come by a thread of their own, one waiting
+    at most: the engine does not wait, the pipe full, while this process makes the records
+    of the batch before (a quarter of its time, on the 10M-packet benchmark)."""
+
+    def __init__(self, receive: Connection) -> None:
+        import queue
+
+        self._receive = receive
+        self._messages: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=1)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sockinspect-pump", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import queue
+
+        kind = None
+        while kind not in ("done", "error", "ended"):
+            try:
+                kind, value = self._receive.recv()
+            except EOFError:
+                kind, value = "ended", None
+            except BaseException as exc:  # noqa: BLE001 - a message that cannot be read: said there
+                kind, value = "error", exc
+            while not self._stopping.is_set():
+                try:
+                    self._messages.put((kind, value), timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+            if self._stopping.is_set():
+                return
+
+    def get(self) -> tuple[str, object]:
+        return self._messages.get()
+
+    def stop(self) -> None:
+        """Once the engine's process is gone (its end of the pipe closed)."""
+        self._stopping.set()
+        self._thread.join()
+
+
+PIPE_BYTES = 1 << 20  # /proc/sys/fs/pipe-max-size's default: what any user may ask for
+
+
+def _widen(pipe: int) -> None:
+    """Give the pipe PIPE_BYTES of buffer, not 64 KiB, through which a batch of rows (MiBs)
+    takes hundreds of turns of writer and reader. Where Linux refuses, it stays as it is."""
+    import fcntl
+
+    with suppress(OSError, AttributeError):  # AttributeError: not Linux
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive: Connection, send: Connection,

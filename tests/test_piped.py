@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_a_failing_consumer_stops_the_engine_process(capture):
     with pytest.raises(RuntimeError, match="consumer gave up"):
         piped(capture, on_connection=fail)
     assert not multiprocessing.active_children()
+    assert not [t for t in threading.enumerate() if t.name == "sockinspect-pump"]  # the reading thread too
 
 
 def test_a_large_file_is_piped_by_default_and_workers_1_keeps_one_process(capture, monkeypatch):
