@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._decode import LINKTYPE_NAMES, Decoder, Defect
 from ._model import Capture, Selection, TcpConnection
@@ -32,7 +32,8 @@ Progress = Callable[[int, int], None]  # (bytes consumed, file size); the last c
 
 def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
             workers: int | None = None, max_inflation: int = MAX_INFLATION,
-            on_connection: Callable[[TcpConnection], None] | None = None) -> Capture:
+            on_connection: Callable[[Any], None] | None = None,
+            render: Callable[[TcpConnection], Any] | None = None) -> Capture:
     """Read a pcap/pcapng file (optionally gzip-compressed; ``"-"`` for standard
     input) and rebuild its TCP connections and UDP flows.
 
@@ -47,6 +48,10 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     returned Capture, as soon as the connection is over (it ended and went quiet, see
     :mod:`sockinspect.analysis.tcp`; or the capture ended), so memory follows the
     connections open at once rather than the file.
+    ``render``: with ``on_connection``, which then gets ``render(connection)`` instead
+    (a line of JSON, say): at the capture's end, when the connections that remain all
+    retire at once, the engine's process renders half of them. So it must depend on the
+    connection alone: it may run in another process, on a copy of everything.
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
@@ -55,10 +60,19 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     reader = CaptureReader(path, max_inflation)
     if workers is None:
         workers = 2 if (os.cpu_count() or 1) > 1 and reader.size >= PIPED_MIN_BYTES else 1
+    render = render if on_connection is not None else None
     with gc_paused():
         if workers > 1 and reader.forkable:
-            return _analyze_piped(path, reader, progress, on_connection)
-        return _analyze(path, reader, progress, on_connection=on_connection)
+            return _analyze_piped(path, reader, progress, on_connection, render)
+        return _analyze(path, reader, progress, on_connection=_rendered(on_connection, render))
+
+
+def _rendered(on_connection: Callable[[Any], None] | None, render: Callable[[TcpConnection], Any] | None
+              ) -> Callable[[TcpConnection], None] | None:
+    """``on_connection`` of each connection as ``render`` renders it (without render: as it is)."""
+    if on_connection is None or render is None:
+        return on_connection
+    return lambda conn: on_connection(render(conn))
 
 
 PIPED_MIN_BYTES = 16 << 20  # below, starting a second process costs more than it saves
@@ -80,22 +94,25 @@ def gc_paused() -> Iterator[None]:
 
 
 def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
-                   on_connection: Callable[[TcpConnection], None] | None) -> Capture:
+                   on_connection: Callable[[Any], None] | None,
+                   render: Callable[[TcpConnection], Any] | None = None) -> Capture:
     """The engine in a process of its own, forked (it reads the file this one opened), which
     hands over the rows of the connections as they retire; this process makes their
     records (about half of the work, in Python) meanwhile, in the same order as in one
-    process. Only the engine's process loads numba. Stopped on any error or Ctrl-C here."""
+    process. Only the engine's process loads numba. Stopped on any error or Ctrl-C here.
+    With ``render`` (see analyze), the engine's process renders every other batch handed
+    over at the capture's end, while this one makes the records of the others."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     _widen(receive.fileno())
     engine = context.Process(target=_engine_process, daemon=True,
-                             args=(path, reader, receive, send, os.getpid(), progress is not None))
+                             args=(path, reader, receive, send, os.getpid(), progress is not None, render))
     engine.start()
     send.close()
     kept: list[TcpConnection] = []
-    maker = RecordMaker(on_connection or kept.append)
+    maker = RecordMaker(_rendered(on_connection, render) or kept.append)
     pump = _Pump(receive)
     try:
         while True:
@@ -106,6 +123,11 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
                                          f"(exit code {engine.exitcode})")
             if kind == "retired":
                 maker.add(value)
+            elif kind == "rendered":
+                rendered, names = value
+                maker.names += names
+                for item in rendered:
+                    on_connection(item)
             elif kind == "progress":
                 if progress is not None:
                     progress(*value)
@@ -179,9 +201,10 @@ def _widen(pipe: int) -> None:
 
 
 def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive: Connection, send: Connection,
-                    parent: int, progress: bool) -> None:
+                    parent: int, progress: bool, render: Callable[[TcpConnection], Any] | None) -> None:
     """The engine's side of :func:`_analyze_piped`: ("retired", batch) as connections
-    retire, ("progress", (position, size)), then ("done", the Capture without its TCP
+    retire, or ("rendered", (what render made of them, the batch's address names)),
+    ("progress", (position, size)), then ("done", the Capture without its TCP
     connections) or ("error", the exception). It ends with the other process, however
     that ends (a SIGKILL too), and leaves Ctrl-C to it."""
     from ._run import die_with_parent
@@ -193,10 +216,24 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
     def report(position: int, size: int) -> None:
         send.send(("progress", (position, size)))
 
+    rendered: list = []
+    here = RecordMaker(lambda conn: rendered.append(render(conn)))  # names: all of them, as the other's maker
+    turn = 0
+
+    def hand_over(batch: Retired) -> None:
+        nonlocal turn
+        turn += batch.at_end
+        if render is None or turn % 2 == 1 or not batch.at_end:
+            here.names += batch.names
+            send.send(("retired", batch))
+            return
+        here.add(batch)
+        send.send(("rendered", (rendered[:], batch.names)))
+        rendered.clear()
+
     try:
         with gc_paused():
-            cap = _analyze(path, reader, report if progress else None,
-                           on_retired=lambda batch: send.send(("retired", batch)))
+            cap = _analyze(path, reader, report if progress else None, on_retired=hand_over)
         send.send(("done", cap))
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the other process
         send.send(("error", exc))

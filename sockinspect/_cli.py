@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._analyze import analyze, gc_paused
@@ -395,7 +395,8 @@ def _hint_compile(path: str) -> None:
 
 
 def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATION,
-                  on_connection: Callable[[TcpConnection], None] | None = None) -> Capture | None:
+                  on_connection: Callable[[Any], None] | None = None,
+                  render: Callable[[TcpConnection], Any] | None = None) -> Capture | None:
     """``analyze`` with progress on a terminal; None (after a one-line error) when unreadable.
     Warnings about a partly readable file go to stderr, whatever the output format."""
     if is_fifo(path):
@@ -406,7 +407,7 @@ def _analyze_file(path: str, workers: int = 0, max_inflation: int = MAX_INFLATIO
         _hint_compile(path)
     try:
         cap = analyze(path, progress=progress, workers=workers or None, max_inflation=max_inflation,
-                      on_connection=on_connection)
+                      on_connection=on_connection, render=render)
     except SockinspectError as exc:
         print(f"sockinspect: {exc}", file=sys.stderr)
         return None
@@ -469,13 +470,17 @@ def _stream_file(path: str, args: argparse.Namespace) -> int:
     """``analyze --jsonl`` of one file: each connection printed as soon as it is over."""
     seen, found = [0], [False]
 
-    def out(conn: TcpConnection) -> None:
-        seen[0] += 1
-        if _selected(conn, args):
-            found[0] = True
-            print(dumps(line_of("tcp", path, tcp_to_dict(conn))))
+    def render(conn: TcpConnection) -> str | None:  # in either process (see analyze)
+        return dumps(line_of("tcp", path, tcp_to_dict(conn))) if _selected(conn, args) else None
 
-    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out)
+    def out(line: str | None) -> None:
+        seen[0] += 1
+        if line is not None:
+            found[0] = True
+            print(line)
+
+    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out,
+                        render=render)
     if cap is None:
         return 2
     if args.connection is None:
@@ -491,12 +496,16 @@ def _json_file(path: str, args: argparse.Namespace) -> int:
     over (far smaller than its record), the document printed at the end."""
     seen, parts = [0], []
 
-    def out(conn: TcpConnection) -> None:
-        seen[0] += 1
-        if _selected(conn, args):
-            parts.append((conn.index, dumps(tcp_to_dict(conn))))
+    def render(conn: TcpConnection) -> tuple[int, str] | None:  # in either process (see analyze)
+        return (conn.index, dumps(tcp_to_dict(conn))) if _selected(conn, args) else None
 
-    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out)
+    def out(part: tuple[int, str] | None) -> None:
+        seen[0] += 1
+        if part is not None:
+            parts.append(part)
+
+    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out,
+                        render=render)
     if cap is None:
         return 2
     if _report_missing(path, seen[0], bool(parts), args.connection):

@@ -52,6 +52,19 @@ def test_streamed_connections_come_in_the_order_they_retire(capture):
     assert sorted(c.index for c in streamed) == list(range(3_000))
 
 
+def test_at_the_end_each_process_renders_half_in_the_order_of_one(capture, monkeypatch):
+    from sockinspect.analysis import engine
+
+    monkeypatch.setattr(engine, "RETIRE_BATCH", 50)  # many batches at the end (the forked process has it too)
+    got: list[tuple[int, int]] = []
+    _analyze.analyze(capture, workers=2, on_connection=got.append, render=lambda conn: (conn.index, os.getpid()))
+    alone: list[int] = []
+    _analyze._analyze(capture, CaptureReader(capture), None, compiled=False,
+                      on_connection=lambda conn: alone.append(conn.index))
+    assert [index for index, _pid in got] == alone
+    assert len({pid for _index, pid in got}) == 2  # this process and the engine's
+
+
 def test_progress_reaches_the_end(capture):
     seen = []
     _analyze._analyze_piped(capture, CaptureReader(capture), lambda pos, size: seen.append((pos, size)), None)

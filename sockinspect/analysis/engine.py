@@ -115,6 +115,7 @@ class Engine:
         # What the events add up to, per sender row (d).
         self.stalls: dict[int, list[Stall]] = {}
         self._retiring: list[int] = []
+        self._at_end = False  # finish() has begun
         self._scanned_at = NO_MAX  # the clock when expired connections were last looked for
         self.record_only = record_only
         self.connections: list[TcpConnection] = []
@@ -297,6 +298,7 @@ class Engine:
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
         """The end of the capture: every connection retires. Returns the connections (unless
         ``on_connection`` took them) and flows, in order of their first packets."""
+        self._at_end = True
         self._expire(everything=True)
         self._retire()
         stats = Histograms(self.HT, self.compiled, {}).rows  # what is left is UDP's
@@ -346,7 +348,7 @@ class Engine:
                            if t[acks.T_CANDIDATE] == acks.HELD]
         names = self._address_names()
         batch = Retired(slots, rows, D, T, Histograms(out[:taken], c, mss).rows, stalls, names[self._shipped:],
-                        self._vlan_names())
+                        self._vlan_names(), self._at_end)
         self._shipped = len(names)
         self.on_retired(batch)
 

@@ -87,6 +87,7 @@ class Retired(NamedTuple):
     stalls: dict[int, list[Stall]]  # by sender row
     names: list[str]  # addresses named since the last batch (ids go on from there)
     vlans: dict[int, tuple[int, ...]]  # VLAN tags by id, all so far
+    at_end: bool = False  # handed over at the capture's end (no packet is left to read)
 
 
 class RecordMaker:
