@@ -493,27 +493,29 @@ def _stream_file(path: str, args: argparse.Namespace) -> int:
 
 def _json_file(path: str, args: argparse.Namespace) -> int:
     """``analyze --json`` of one file: each connection turned into JSON as soon as it is
-    over (far smaller than its record), the document printed at the end."""
-    seen, parts = [0], []
+    over and spooled (see _spool), the document printed at the end."""
+    from ._spool import Spool
+
+    seen = [0]
 
     def render(conn: TcpConnection) -> tuple[int, str] | None:  # in either process (see analyze)
         return (conn.index, dumps(tcp_to_dict(conn))) if _selected(conn, args) else None
 
-    def out(part: tuple[int, str] | None) -> None:
-        seen[0] += 1
-        if part is not None:
-            parts.append(part)
+    with Spool() as parts:
+        def out(part: tuple[int, str] | None) -> None:
+            seen[0] += 1
+            if part is not None:
+                parts.add(*part)
 
-    cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out,
-                        render=render)
-    if cap is None:
-        return 2
-    if _report_missing(path, seen[0], bool(parts), args.connection):
-        return 2
-    udp = [f for f in cap.udp if _wanted(f, args.port, args.host)] if args.connection is None else []
-    parts.sort()
-    for piece in capture_json(cap, (text for _index, text in parts), udp):
-        sys.stdout.write(piece)
+        cap = _analyze_file(path, workers=args.workers, max_inflation=args.max_inflation, on_connection=out,
+                            render=render)
+        if cap is None:
+            return 2
+        if _report_missing(path, seen[0], bool(parts), args.connection):
+            return 2
+        udp = [f for f in cap.udp if _wanted(f, args.port, args.host)] if args.connection is None else []
+        for piece in capture_json(cap, parts.texts(), udp):
+            sys.stdout.write(piece)
     sys.stdout.write("\n")
     return 0
 
