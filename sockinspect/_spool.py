@@ -6,10 +6,11 @@ of the whole document (300 MB of JSON for 100,000 connections)."""
 from __future__ import annotations
 
 import tempfile
+from array import array
 from collections.abc import Iterator
 from types import TracebackType
 
-MEMORY_BYTES = 8 << 20  # kept in memory up to this, then in a temporary file ($TMPDIR)
+MEMORY_BYTES = 1 << 20  # kept in memory up to this, then in a temporary file ($TMPDIR)
 
 
 class Spool:
@@ -17,23 +18,22 @@ class Spool:
 
     def __init__(self) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=MEMORY_BYTES)  # noqa: SIM115 - closed by __exit__
-        self._places: list[tuple[int, int, int]] = []  # (key, offset, length)
-        self._end = 0
+        # Each text's key, and where it ends in the file: 16 bytes a text (tuples: 120).
+        self._keys, self._ends = array("q"), array("q")
 
     def __len__(self) -> int:
-        return len(self._places)
+        return len(self._keys)
 
     def add(self, key: int, text: str) -> None:
-        data = text.encode()
-        self._file.write(data)
-        self._places.append((key, self._end, len(data)))
-        self._end += len(data)
+        self._file.write(text.encode())
+        self._keys.append(key)
+        self._ends.append(self._file.tell())
 
     def texts(self) -> Iterator[str]:
-        self._places.sort(key=lambda place: place[0])
-        for _key, offset, length in self._places:
-            self._file.seek(offset)
-            yield self._file.read(length).decode()
+        for k in sorted(range(len(self._keys)), key=self._keys.__getitem__):
+            start = self._ends[k - 1] if k else 0
+            self._file.seek(start)
+            yield self._file.read(self._ends[k] - start).decode()
 
     def __enter__(self) -> Spool:
         return self
