@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import signal
 import threading
 from collections import Counter
@@ -51,7 +52,8 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     ``render``: with ``on_connection``, which then gets ``render(connection)`` instead
     (a line of JSON, say): at the capture's end, when the connections that remain all
     retire at once, the engine's process renders half of them. So it must depend on the
-    connection alone: it may run in another process, on a copy of everything.
+    connection alone (it may run in another process, on a copy of everything), and what
+    it returns must pickle (text, numbers, tuples: it crosses a pipe).
 
     Raises :class:`~sockinspect.errors.CaptureFormatError` only when the file
     cannot be read at all; anything odd inside it becomes a warning or a defect
@@ -60,11 +62,14 @@ def analyze(path: str | os.PathLike[str], *, progress: Progress | None = None,
     reader = CaptureReader(path, max_inflation)
     if workers is None:
         workers = 2 if (os.cpu_count() or 1) > 1 and reader.size >= PIPED_MIN_BYTES else 1
-    render = render if on_connection is not None else None
-    with gc_paused():
-        if workers > 1 and reader.forkable:
-            return _analyze_piped(path, reader, progress, on_connection, render)
-        return _analyze(path, reader, progress, on_connection=_rendered(on_connection, render))
+    try:
+        with gc_paused():
+            if workers > 1 and reader.forkable:
+                return _analyze_piped(path, reader, progress, on_connection,
+                                      render if on_connection is not None else None)
+            return _analyze(path, reader, progress, on_connection=_rendered(on_connection, render))
+    finally:
+        reader.close()  # the engine's process has its own copy
 
 
 def _rendered(on_connection: Callable[[Any], None] | None, render: Callable[[TcpConnection], Any] | None
@@ -137,11 +142,13 @@ def _analyze_piped(path: str | os.PathLike[str], reader: CaptureReader, progress
                 cap = value
                 break
     finally:
-        if engine.is_alive():
-            engine.terminate()
-        engine.join()
-        pump.stop()  # the pipe's other end is closed now: it ends
-        receive.close()
+        try:
+            if engine.is_alive():
+                engine.terminate()
+            engine.join()
+        finally:  # even on a second Ctrl-C
+            pump.stop()  # the pipe's other end is closed now (or stopping says so): it ends
+            receive.close()
     return replace(cap, tcp=Selection(sorted(kept, key=lambda c: c.index)))
 
 
@@ -151,8 +158,6 @@ class _Pump:
     of the batch before (a quarter of its time, on the 10M-packet benchmark)."""
 
     def __init__(self, receive: Connection) -> None:
-        import queue
-
         self._receive = receive
         self._messages: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=1)
         self._stopping = threading.Event()
@@ -160,8 +165,6 @@ class _Pump:
         self._thread.start()
 
     def _run(self) -> None:
-        import queue
-
         kind = None
         while kind not in ("done", "error", "ended"):
             try:
@@ -207,11 +210,11 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
     ("progress", (position, size)), then ("done", the Capture without its TCP
     connections) or ("error", the exception). It ends with the other process, however
     that ends (a SIGKILL too), and leaves Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: the import below takes a while
     from ._run import die_with_parent
 
     receive.close()  # only the other process reads: the pipe breaks when it is gone
     die_with_parent(signal.SIGKILL, parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def report(position: int, size: int) -> None:
         send.send(("progress", (position, size)))
@@ -221,24 +224,43 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
     turn = 0
 
     def hand_over(batch: Retired) -> None:
-        nonlocal turn
+        nonlocal turn, rendered
         turn += batch.at_end
-        if render is None or turn % 2 == 1 or not batch.at_end:
+        if render is not None:
+            if batch.at_end and turn % 2 == 0:
+                here.add(batch)
+                send.send(("rendered", (rendered, batch.names)))
+                rendered = []
+                return
             here.names += batch.names
-            send.send(("retired", batch))
-            return
-        here.add(batch)
-        send.send(("rendered", (rendered[:], batch.names)))
-        rendered.clear()
+        send.send(("retired", batch))
 
     try:
         with gc_paused():
             cap = _analyze(path, reader, report if progress else None, on_retired=hand_over)
         send.send(("done", cap))
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the other process
-        send.send(("error", exc))
+        send.send(("error", _portable(exc)))
     finally:
         send.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as it can cross the pipe, with this process's traceback as a note: itself
+    when it pickles and comes back as it was, else a RuntimeError that says what it was."""
+    import pickle
+    import traceback
+
+    where = "in the engine's process:\n" + "".join(traceback.format_exception(exc)).rstrip()
+    try:
+        exc.add_note(where)
+        if type(pickle.loads(pickle.dumps(exc))) is type(exc):
+            return exc
+    except Exception:  # noqa: BLE001, S110 - any failure to pickle it: said below instead
+        pass
+    plain = RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
+    plain.add_note(where)
+    return plain
 
 
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,

@@ -102,6 +102,47 @@ def test_an_error_in_the_engine_process_is_raised_here(capture, monkeypatch):
     assert not multiprocessing.active_children()
 
 
+class _TwoArguments(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"{a} and {b}")
+
+
+@pytest.mark.parametrize("error", [ValueError("no good"), _TwoArguments(1, 2)], ids=["plain", "unpicklable"])
+def test_an_error_in_render_comes_back_as_itself_or_as_what_it_was(capture, monkeypatch, error):
+    from sockinspect.analysis import engine
+
+    monkeypatch.setattr(engine, "RETIRE_BATCH", 50)  # batches at the end that the engine's process renders
+
+    def render(conn):  # noqa: ANN001, ANN202
+        if os.getpid() != here:
+            raise error
+        return conn.index
+
+    here = os.getpid()
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - which one is the point
+        _analyze.analyze(capture, workers=2, on_connection=lambda item: None, render=render)
+    if isinstance(error, ValueError):
+        assert type(raised.value) is ValueError and str(raised.value) == "no good"
+    else:
+        assert type(raised.value) is RuntimeError and "_TwoArguments: 1 and 2" in str(raised.value)
+    assert any("in the engine's process" in note for note in raised.value.__notes__)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_capture_file_is_closed_when_analyze_returns(capture, workers):
+    """In a process of its own: with one worker the kernels run compiled there, for good."""
+    import subprocess
+
+    script = ("import os, sys\n"
+              "from sockinspect import analyze\n"
+              "analyze(sys.argv[1], workers=int(sys.argv[2]))\n"
+              "print(sum(os.path.realpath(f'/proc/self/fd/{fd}') == os.path.realpath(sys.argv[1])\n"
+              "          for fd in os.listdir('/proc/self/fd')))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(capture), str(workers)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "0"
+
+
 def test_an_engine_process_that_dies_is_one_clear_error(capture, monkeypatch):
     monkeypatch.setattr(_analyze, "_analyze", lambda *a, **kw: os._exit(9))
     with pytest.raises(CaptureFormatError, match="exit code 9"):

@@ -8,7 +8,7 @@ in its own process or through a pipe from another (see sockinspect._analyze), an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol
 
 from .._delays import NagleEvidence, Stall, nagle_verdict
@@ -73,7 +73,7 @@ class PackedStats:
         return None if k is None else self.rows[k]
 
 
-Rows = Sequence[list[int]]  # a table's rows: lists of ints, or Packed
+Rows = list[list[int]] | Packed  # a table's rows (Packed: by index or in order only, no slices)
 
 
 class Retired(NamedTuple):
