@@ -211,6 +211,9 @@ def _engine_process(path: str | os.PathLike[str], reader: CaptureReader, receive
     connections) or ("error", the exception). It ends with the other process, however
     that ends (a SIGKILL too), and leaves Ctrl-C to it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # first: the import below takes a while
+    # numpy (which numba loads) starts a BLAS thread per core beyond the first, which nothing
+    # here uses; perf found it spinning (3% of the samples) beside the kernels.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from ._run import die_with_parent
 
     receive.close()  # only the other process reads: the pipe breaks when it is gone

@@ -56,13 +56,16 @@ def test_at_the_end_each_process_renders_half_in_the_order_of_one(capture, monke
     from sockinspect.analysis import engine
 
     monkeypatch.setattr(engine, "RETIRE_BATCH", 50)  # many batches at the end (the forked process has it too)
-    got: list[tuple[int, int]] = []
-    _analyze.analyze(capture, workers=2, on_connection=got.append, render=lambda conn: (conn.index, os.getpid()))
+    got: list[tuple[int, int, str | None]] = []
+    _analyze.analyze(capture, workers=2, on_connection=got.append,
+                     render=lambda conn: (conn.index, os.getpid(), os.environ.get("OPENBLAS_NUM_THREADS")))
     alone: list[int] = []
     _analyze._analyze(capture, CaptureReader(capture), None, compiled=False,
                       on_connection=lambda conn: alone.append(conn.index))
-    assert [index for index, _pid in got] == alone
-    assert len({pid for _index, pid in got}) == 2  # this process and the engine's
+    assert [index for index, _pid, _blas in got] == alone
+    assert len({pid for _index, pid, _blas in got}) == 2  # this process and the engine's
+    # The engine's process asks numpy for no BLAS threads (unless told otherwise)
+    assert {blas for _index, pid, blas in got if pid != os.getpid()} == {os.environ.get("OPENBLAS_NUM_THREADS", "1")}
 
 
 def test_progress_reaches_the_end(capture):
