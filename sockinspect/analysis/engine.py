@@ -332,9 +332,10 @@ class Engine:
             slots = [k for k in slots if self.C[k][tcp.C_FIRST_PKT] == self.record_only]
         senders = [2 * slot + s for slot in slots for s in (0, 1)]
         if c:  # copies, packed: the rows are reused once freed
+            senders_t = self.T[senders]
             rows, D, T = (Packed(self.C[slots].tobytes(), tcp.C_WIDTH), Packed(self.D[senders].tobytes(), tcp.D_WIDTH),
-                          Packed(self.T[senders].tobytes(), acks.T_WIDTH))
-            mss_column = self.T[senders][:, (acks.T_HAS_MSS, acks.T_MSS)].tolist()
+                          Packed(senders_t.tobytes(), acks.T_WIDTH))
+            mss_column = senders_t[:, (acks.T_HAS_MSS, acks.T_MSS)].tolist()
         else:
             rows = [list(self.C[k]) for k in slots]
             D, T = [list(self.D[d]) for d in senders], [list(self.T[d]) for d in senders]
