@@ -388,8 +388,7 @@ class _Source:
     def __init__(self, raw: BinaryIO) -> None:
         self.raw = raw
         st = os.fstat(raw.fileno())
-        self.regular = stat.S_ISREG(st.st_mode)
-        self.size = st.st_size if self.regular else 0
+        self.size = st.st_size if stat.S_ISREG(st.st_mode) else 0
         self.consumed = 0
         self._back = b""
 
