@@ -6,10 +6,15 @@ lab, it prints nothing and exits 0 when the copy is identical; otherwise it
 prints one line on stderr and exits 1.
 
     python3 reference_servers/tcp_file_transfer_client.py FILE [--host H] [--port 5000]
+
+With ``--raw`` it speaks the lab's plain protocol instead, as ``nc -N`` does: the
+file's bytes alone, then the end of its sending side; it then reads (and drops)
+what the server sends until the server closes, for at most ``--linger`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import socket
@@ -72,15 +77,35 @@ def send_file(host: str, port: int, path: Path, name: str | None = None, timeout
     return detail
 
 
+def send_raw(host: str, port: int, path: Path, linger: float = 2.0, timeout: float = TIMEOUT_S) -> None:
+    """Send the bytes of ``path`` alone, end the sending side, then wait up to ``linger``
+    seconds for the server to close (what it sends meanwhile is dropped). Raises OSError."""
+    with open(path, "rb") as f, connect(host, port, timeout) as sock:
+        while chunk := f.read(CHUNK):
+            sock.sendall(chunk)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(linger)
+        with contextlib.suppress(TimeoutError):
+            while sock.recv(CHUNK):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser("The lab's file transfer client: sends FILE, silent on success.", server=False)
     p.add_argument("file", type=Path, help="the file to send")
+    p.add_argument("--raw", action="store_true",
+                   help="send the file's bytes alone, as the lab's plain client (and nc -N) do")
+    p.add_argument("--linger", type=float, default=2.0, metavar="S",
+                   help="with --raw: seconds to wait for the server to close (default 2)")
     args = p.parse_args(argv)
     if not args.file.is_file():
         print(f"tcp_file_transfer_client: {args.file}: no such file", file=sys.stderr)
         return 1
     try:
-        send_file(args.host, args.port, args.file)
+        if args.raw:
+            send_raw(args.host, args.port, args.file, args.linger)
+        else:
+            send_file(args.host, args.port, args.file)
     except OSError as exc:
         where = exc.filename or f"{args.host} port {args.port}"
         print(f"tcp_file_transfer_client: {where}: {exc.strerror or exc}", file=sys.stderr)

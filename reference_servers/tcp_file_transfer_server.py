@@ -8,7 +8,9 @@ line, ``OK <sha256 of what it stored>`` or ``ERROR <reason>``, and closes.
 A stream that does not start with ``SOCKINSPECT-FILE/1 ``, as
 ``nc -N HOST PORT < file`` sends, is a file too: every byte up to the end of
 the stream, saved as ``received-<date>-<time>-<n>.bin`` (a connection that
-sends nothing at all stores nothing).
+sends nothing at all stores nothing). With ``--quiet-plain`` such a stream gets
+no answer line, as from the lab's own server: the lab's client may close its
+socket as soon as it has sent, and a line sent then would be answered by a reset.
 
 Safety. Bytes go to a temporary ``.partial-*`` file in ``--dir``, renamed to
 the final name only once all of them arrived: a transfer cut off midway (the
@@ -107,6 +109,7 @@ class FileHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         peer = "{}:{}".format(*self.client_address[:2])
+        self._plain = False  # set by _receive: the stream has no header (nc, the lab's client)
         try:
             name, size, digest = self._receive()
         except TransferError as exc:
@@ -137,6 +140,7 @@ class FileHandler(socketserver.StreamRequestHandler):
                     raise TransferError(f"connection ended after {got} of {size} bytes")
                 final = server.keep(out, name)
         else:  # a raw stream (nc): the whole stream is the file
+            self._plain = True
             with server.partial() as out:
                 out.write(head)
                 digest.update(head)
@@ -147,12 +151,15 @@ class FileHandler(socketserver.StreamRequestHandler):
         return final.name, got, digest.hexdigest()
 
     def _reply(self, text: str) -> None:
+        if self._plain and self.server.quiet_plain:  # type: ignore[attr-defined]
+            return
         with contextlib.suppress(OSError):
             self.wfile.write(text.encode("utf-8", errors="replace") + b"\n")
 
 
 class FileTransferServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
+    quiet_plain = False  # no answer line to a stream without a header (see the module docstring)
     daemon_threads = True
     request_queue_size = 128  # socketserver's default of 5 refuses bursts of clients
 
@@ -218,12 +225,15 @@ class FileTransferServer(socketserver.ThreadingTCPServer):
 def main(argv: list[str] | None = None) -> int:
     p = parser("The lab's file transfer server: stores each received file in --dir.", server=True)
     p.add_argument("--dir", type=Path, default=Path("."), help="folder for received files (default: here)")
+    p.add_argument("--quiet-plain", action="store_true",
+                   help="answer nothing to a plain stream (no header), as the lab's own server does")
     args = p.parse_args(argv)
     if not args.dir.is_dir():
         p.error(f"--dir {args.dir}: not a folder")
     setup_logging()
     try:
         server = FileTransferServer((args.host, args.port), args.dir.resolve())
+        server.quiet_plain = args.quiet_plain
     except OSError as exc:
         return listen_error("tcp_file_transfer_server", args.host, args.port, exc)
     return serve(server, log)

@@ -5,8 +5,8 @@
 
 The samples: every capture of tests/data/corpus and captures/examples (capture
 documents, one run document per example), two examples side by side (compare),
-rules that pass, fail and match nothing (check), and clean-up items of every
-kind (cleanup). See sockinspect/_schema.py.
+rules that pass, fail and match nothing (check), clean-up items of every
+kind (cleanup), and a graded and an unrunnable submission (conform). See sockinspect/_schema.py.
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ from sockinspect._documents import (  # noqa: E402
     check_document,
     cleanup_document,
     compare_document,
+    conform_batch_document,
+    conform_document,
+    conform_error_document,
     run_document,
 )
 from sockinspect._run import Leftover, Run  # noqa: E402
 from sockinspect._schema import build  # noqa: E402
+from sockinspect.conform import Grade  # noqa: E402
+from sockinspect.conform.checks import Check  # noqa: E402
 
 SCHEMA = ROOT / "sockinspect" / "schema.json"
 CHECK_RULES = ["state == SF", "handshake.rtt_ms < 0", "c2s.stall_list[0].gap_ms > 0", "udp.rtt_ms.count >= 0"]
@@ -58,7 +63,20 @@ def samples() -> dict[str, list[dict[str, Any]]]:
         "cleanup": [cleanup_document([Leftover("netns", "sockinspect-R2-123-ab12cd", 123, "removed", "its run is gone"),
                                       Leftover("folder", "/tmp/x/.work-1", None, "kept", "no owner record")], False),
                     cleanup_document([], True)],
+        "conform": conform_samples(),
+        "conform_batch": [conform_batch_document("echo", conform_samples())],
     }
+
+
+def conform_samples() -> list[dict[str, Any]]:
+    """A graded submission (one check passed, one failed), and one that could not be run."""
+    grade = Grade("echo", "students/alice", "netns", (
+        Check("reply: the lab's request 2", "server", False, "Digits: Count: 0", "Digits:  Count: 0",
+              "request 2, packets 13-22"),
+        Check("client joins its arguments with single spaces", "client", True, "'a b'", "'a b'", ""),
+    ), "captures/conform/echo-alice.pcap", 0, ("the programs ran as root: user nobody may run no Python here",))
+    return [conform_document(grade),
+            conform_error_document("file", "students/bob", "loopback", "tcp_file_transfer_server.py: no such file")]
 
 
 def render() -> str:

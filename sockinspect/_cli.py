@@ -259,6 +259,11 @@ def _run_and_capture_arguments(rc: argparse.ArgumentParser) -> None:
     rc.set_defaults(run=_cmd_run_and_capture)
 
 
+def _conform_arguments(p: argparse.ArgumentParser) -> None:
+    from .conform.cli import add_arguments
+    add_arguments(p)
+
+
 def _cleanup_arguments(cl: argparse.ArgumentParser) -> None:
     cl.description = (
         "run-and-capture removes what it made when it ends, also when stopped by a signal. "
@@ -798,25 +803,26 @@ def _cmd_capture(args: argparse.Namespace) -> int:
 USERNS_FLAG = "SOCKINSPECT_IN_USERNS"
 
 
-def _reexec_in_user_namespace() -> int | None:
+def _reexec_in_user_namespace(command: str = "run-and-capture", needed: str | None = None) -> int | None:
     """Without the privilege to capture, run this same command again inside an
     unprivileged user + network namespace (unshare -rn), where we may. None when
     capture already works here; otherwise the exit code (2 when nothing works).
+    ``needed``: a reason to go in even where capture works (None: capture is the reason).
     The inner run gets SIGTERM should this one end, and any signal this one gets:
     it cleans up and ends with 128 + the signal's number."""
     from ._capture import can_capture
     from ._run import Terminated, cleanup_on_signals, spawn
-    reason = can_capture()
+    reason = needed or can_capture()
     if reason is None:
         return None
     if os.environ.get(USERNS_FLAG) or shutil.which("unshare") is None:
-        print(f"sockinspect run-and-capture: error: {reason}; run as root, or where unprivileged user "
+        print(f"sockinspect {command}: error: {reason}; run as root, or where unprivileged user "
               "namespaces are allowed ('unshare -rn' must work)", file=sys.stderr)
         return 2
     probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True, text=True, check=False)
     if probe.returncode:
         why = probe.stderr.strip().splitlines()[-1:] or ["unshare failed"]
-        print(f"sockinspect run-and-capture: error: {reason}, and no user namespace either ({why[0]}); "
+        print(f"sockinspect {command}: error: {reason}, and no user namespace either ({why[0]}); "
               "run as root", file=sys.stderr)
         return 2
     argv = ["unshare", "-rn", "--", sys.executable, "-m", "sockinspect", *sys.argv[1:]]
@@ -1038,6 +1044,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
                 _capture_arguments),
     "run-and-capture": ("run a lab scenario, capture it, save the pcap and print its analysis",
                         _run_and_capture_arguments),
+    "conform": ("grade a lab submission by running it on the lab's hosts: a table of checks, blamed on "
+                "the server or the client", _conform_arguments),
     "cleanup": ("remove the network namespaces and work folders that killed runs left behind",
                 _cleanup_arguments),
     "schema": ("print the JSON Schema of the documents --json prints",

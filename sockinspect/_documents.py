@@ -26,8 +26,9 @@ from ._model import Capture, Direction, Sizes, Stats, TcpConnection, UdpFlow
 if TYPE_CHECKING:  # _check and _run use the builders below
     from ._check import Outcome
     from ._run import Leftover, Run
+    from .conform import Grade
 
-DOCUMENTS = ("capture", "compare", "check", "run", "cleanup")
+DOCUMENTS = ("capture", "compare", "check", "run", "cleanup", "conform", "conform_batch")
 SCHEMA_VERSION = 2  # 2: request_latency_ms to the reply's last byte, mss renamed mss_option (docs/json.md)
 
 
@@ -243,6 +244,36 @@ def cleanup_document(items: Iterable[Leftover], dry_run: bool) -> dict[str, Any]
         "items": [{"kind": i.kind, "name": i.name, "owner_pid": i.owner_pid, "action": i.action, "reason": i.reason}
                   for i in items],
     }
+
+
+def conform_document(grade: Grade) -> dict[str, Any]:
+    """A submission's checks (``conform --json``)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "lab": grade.lab,
+        "submission": grade.submission,
+        "topology": grade.topology,
+        "passed": grade.ok,
+        "score": {"passed": grade.passed, "total": len(grade.checks)},
+        "capture": grade.capture,
+        "dropped": grade.dropped,
+        "notes": list(grade.notes),
+        "error": None,
+        "checks": [{"name": c.name, "program": c.program, "passed": c.passed, "expected": c.expected,
+                    "seen": c.seen, "where": c.where} for c in grade.checks],
+    }
+
+
+def conform_error_document(lab: str, submission: str, topology: str, error: str) -> dict[str, Any]:
+    """The ``conform --json`` document of a submission that could not be run."""
+    return {"schema_version": SCHEMA_VERSION, "lab": lab, "submission": submission, "topology": topology,
+            "passed": False, "score": {"passed": 0, "total": 0}, "capture": None, "dropped": 0, "notes": [],
+            "error": error, "checks": []}
+
+
+def conform_batch_document(lab: str, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``conform --submissions --json``: one conform document per student."""
+    return {"schema_version": SCHEMA_VERSION, "lab": lab, "submissions": docs}
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -45,7 +45,16 @@ from ._capture import LiveCapture
 from ._linux import FAULT_SIGNALS, PR_SET_PDEATHSIG, PROC_STAT_START, PROC_STAT_STATE, SIGNALS_THAT_DO_NOT_END
 from ._model import Capture
 from ._syscalls import STRACE_ARGS
-from ._topology import NETNS_PREFIX, Loopback, NetnsPair, delete_netns, netns_exists, netns_names, netns_pids
+from ._topology import (
+    NETNS_PREFIX,
+    LabLoopback,
+    Loopback,
+    NetnsPair,
+    delete_netns,
+    netns_exists,
+    netns_names,
+    netns_pids,
+)
 from .errors import SockinspectError
 
 READY_TIMEOUT_S = 10
@@ -290,8 +299,11 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def make_topology(name: str, ipv6: bool = False, claim: Callable[[str], None] | None = None
-                  ) -> Loopback | NetnsPair:
-    """``claim``: called with each network namespace's name before it is made (:meth:`Lease.claim_netns`)."""
+                  ) -> Loopback | LabLoopback | NetnsPair:
+    """``name``: netns, loopback, or lab-loopback (the lab's addresses on one loopback).
+    ``claim``: called with each network namespace's name before it is made (:meth:`Lease.claim_netns`)."""
+    if name == "lab-loopback":
+        return LabLoopback(claim=claim)
     return NetnsPair(claim=claim) if name == "netns" else Loopback(ipv6=ipv6)
 
 

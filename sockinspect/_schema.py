@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -28,7 +28,10 @@ from ._documents import DOCUMENTS
 
 # docs/json.md headings (a part of their text) -> the document their tables describe
 SECTIONS = {"Top level": "capture", "`tcp[]`": "capture", "`udp[]`": "capture", "`--compare`": "compare",
-            "`check --json`": "check", "`run-and-capture --json`": "run", "`cleanup --json`": "cleanup"}
+            "`check --json`": "check", "`run-and-capture --json`": "run", "`cleanup --json`": "cleanup",
+            "`conform --json`": "conform", "`conform --submissions": "conform_batch"}
+# Documents whose list holds documents of another kind: document -> (its list's key, their kind)
+NESTED = {"compare": ("compare", "capture"), "conform_batch": ("submissions", "conform")}
 # Directions share their keys: docs/json.md documents them once, under c2s / a2b.
 SAME_AS = {"s2c": "c2s", "b2a": "a2b"}
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
@@ -86,7 +89,7 @@ def _walk(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
             yield from _walk(child, (*path, "[]"))
 
 
-def build(markdown: str, samples: dict[str, Iterable[dict[str, Any]]]) -> dict[str, Any]:
+def build(markdown: str, samples: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, Any]:
     """The schema of every document, from docs/json.md and sample documents of each.
     ValueError (listing every problem) when the two disagree."""
     docs = documented_keys(markdown)
@@ -97,13 +100,14 @@ def build(markdown: str, samples: dict[str, Iterable[dict[str, Any]]]) -> dict[s
             documented = {**docs["capture"], **documented}
         seen: dict[Path, set[str]] = defaultdict(set)
         keys_of: dict[Path, Counter[str]] = defaultdict(Counter)  # how many objects at a path had each key
-        for doc in samples[name]:
+        for doc in samples.get(name, ()):
             for path, value in _walk(doc):
                 seen[path].add(_JSON_TYPES[type(value)])
                 if isinstance(value, dict):
                     keys_of[path].update({SAME_AS.get(k, k) for k in value} | {""})  # "": the objects
-        if name == "compare":  # its elements are capture documents
-            seen = {p: t for p, t in seen.items() if p[:2] != ("compare", "[]") or len(p) == 2}
+        if name in NESTED:  # its list's elements are documents of their own
+            key = NESTED[name][0]
+            seen = {p: t for p, t in seen.items() if p[:2] != (key, "[]") or len(p) == 2}
         defs[name] = _node((), documented, seen, keys_of, problems, name)
     if problems:
         raise ValueError("docs/json.md and the documents disagree:\n  " + "\n  ".join(problems))
@@ -115,8 +119,8 @@ def build(markdown: str, samples: dict[str, Iterable[dict[str, Any]]]) -> dict[s
 def _node(path: Path, documented: dict[Path, str], seen: dict[Path, set[str]], keys_of: dict[Path, Counter[str]],
           problems: list[str], doc: str) -> dict[str, Any]:
     where = f"{doc}: {_key(path) or '(top level)'}"
-    if doc == "compare" and path == ("compare", "[]"):
-        return {"$ref": "#/$defs/capture"}
+    if doc in NESTED and path == (NESTED[doc][0], "[]"):
+        return {"$ref": f"#/$defs/{NESTED[doc][1]}"}
     types = seen.get(path)
     if not types:
         problems.append(f"{where}: documented but never seen in the samples")

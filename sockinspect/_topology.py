@@ -60,6 +60,71 @@ class Loopback:
     def in_server_netns(self, make: Callable[[], T]) -> T:
         return make()
 
+    in_client_netns = in_server_netns
+
+
+class LabLoopback:
+    """The lab's two addresses, R2's 10.10.10.2 and KALI's 10.10.10.3, both on the
+    loopback of one network namespace of their own, so that programs that hard-code
+    them run unchanged. As root, a named namespace made here (and removed on exit);
+    otherwise the one this process already runs in (``unshare -rn``: it is new and
+    empty), whose loopback gets the two addresses."""
+
+    name = "loopback"
+
+    def __init__(self, claim: Callable[[str], None] | None = None) -> None:
+        self.server_addr, self.client_addr = R2_ADDR, KALI_ADDR
+        self.capture_interface = "lo"
+        self.own = os.geteuid() == 0 and not in_user_namespace()
+        self.ns = f"{NETNS_PREFIX}LAB-{os.getpid()}-{secrets.token_hex(3)}" if self.own else None
+        self._claim = claim
+        self.server_netns = f"{NETNS_RUN_DIR}/{self.ns}" if self.ns else "/proc/self/ns/net"  # R2's, as a file
+
+    def __enter__(self) -> LabLoopback:
+        if self.ns is None:
+            prefix: tuple[str, ...] = ()
+        else:
+            if shutil.which("ip") is None:
+                raise TopologyError("the loopback topology needs the 'ip' command (Debian package iproute2)")
+            if self._claim is not None:
+                self._claim(self.ns)
+            _ip("netns", "add", self.ns)
+            prefix = ("-n", self.ns)
+        try:
+            _ip(*prefix, "link", "set", "lo", "up")
+            for addr in (R2_ADDR, KALI_ADDR):
+                _ip(*prefix, "addr", "add", f"{addr}/32", "dev", "lo")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ns is not None:
+            delete_netns(self.ns)
+
+    def server_cmd(self, argv: list[str]) -> list[str]:
+        return argv if self.ns is None else ["ip", "netns", "exec", self.ns, *argv]
+
+    client_cmd = server_cmd
+
+    def in_server_netns(self, make: Callable[[], T]) -> T:
+        if self.ns is None:
+            return make()
+        with _netns(self.ns):
+            return make()
+
+    in_client_netns = in_server_netns
+
+
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the initial one."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
 
 class NetnsPair:
     """R2 and KALI in their own network namespaces; see the module docstring."""
@@ -74,6 +139,7 @@ class NetnsPair:
         self.r2_if, self.kali_if = f"si-r2-{token}", f"si-ka-{token}"  # at most 15 characters (IFNAMSIZ)
         self.server_addr, self.client_addr = R2_ADDR, KALI_ADDR
         self.capture_interface = self.r2_if
+        self.server_netns = f"{NETNS_RUN_DIR}/{self.r2}"  # R2's namespace, as a file
         self._claim = claim
         self._made: list[str] = []
 
@@ -113,6 +179,11 @@ class NetnsPair:
     def in_server_netns(self, make: Callable[[], T]) -> T:
         """Call ``make`` (e.g. open a capture socket) inside R2's namespace."""
         with _netns(self.r2):
+            return make()
+
+    def in_client_netns(self, make: Callable[[], T]) -> T:
+        """Call ``make`` (e.g. open a socket) inside KALI's namespace."""
+        with _netns(self.kali):
             return make()
 
 
