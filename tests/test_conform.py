@@ -24,7 +24,7 @@ from sockinspect.conform import DEFAULT_TIMEOUT_S, Grade, conform
 from sockinspect.conform.checks import Check
 from sockinspect.conform.programs import SubmissionError, submission
 from sockinspect.conform.report import batch_row, table
-from sockinspect.conform.sandbox import parse_probe
+from sockinspect.conform.sandbox import parse_probe, read_regular
 
 ROOT = Path(__file__).parents[1]
 DATA = ROOT / "tests" / "data" / "conform"
@@ -311,3 +311,80 @@ def test_sigterm_removes_everything(tmp_path):
     alive = subprocess.run(["pgrep", "-f", r"/\.sockinspect-[0-9a-f]+/[0-9]+-(server|client|probe)/"],
                            capture_output=True, text=True).stdout
     assert not alive.strip(), "a program outlived the run"
+
+
+# --- untrusted programs -----------------------------------------------------------------------
+
+def test_probe_names_are_unescaped_and_normalised(tmp_path):
+    trace = "\n".join([
+        '9 openat(AT_FDCWD, "donn\\303\\251es.txt", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)',
+        '9 openat(AT_FDCWD, "./file_to_send", O_RDONLY|O_CLOEXEC) = 3',
+        '9 openat(AT_FDCWD, "../../etc/passwd", O_RDONLY|O_CLOEXEC) = 3',
+        '9 openat(AT_FDCWD, "a \\"quoted\\" name", O_RDONLY) = 3',
+    ])
+    assert parse_probe(trace, tmp_path).opened == ["données.txt", "file_to_send", 'a "quoted" name']
+
+
+def test_copies_are_read_without_following_links(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root's only")
+    (tmp_path / "copy").symlink_to(secret)
+    assert read_regular(tmp_path / "copy", 100) is None
+    (tmp_path / "big").write_bytes(b"x" * 1000)
+    assert read_regular(tmp_path / "big", 10) == b"x" * 10
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to give folders to user nobody")
+def test_folders_are_made_whole_before_a_student_gets_them(tmp_path):
+    from sockinspect._run import Lease
+    from sockinspect.conform.programs import reference
+    from sockinspect.conform.sandbox import NOBODY, Sandbox
+    with Lease("conform test") as lease:
+        sb = Sandbox(None, tmp_path / "unused.pcap", lease, 1.0)  # type: ignore[arg-type]  # no hosts needed
+        try:
+            _, student = submission("file", DATA / "file" / "correct_plain")
+            mine = sb.folder(student, "client", {"sub/file_to_send": b"data"})
+            theirs = sb.folder(reference("file")[0], "server")
+            assert (sb.work.stat().st_mode & 0o777) == 0o711  # a program finds its own folder, lists none
+            if sb.drop:
+                assert {p.stat().st_uid for p in (mine, *mine.rglob("*"))} == {NOBODY}
+            assert (mine / "sub" / "file_to_send").read_bytes() == b"data"
+            assert (mine / "tcp_file_transfer_client.py").is_file()  # the submission's files beside it
+            assert theirs.stat().st_uid == 0 and (theirs.stat().st_mode & 0o777) == 0o700
+        finally:
+            sb.__exit__(None, None, None)
+
+
+DAEMON_SERVER = '''
+import os, socket, sys, time
+if os.fork() == 0:          # a child that leaves its group and outlives the server
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(300)
+    os._exit(0)
+exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_server.py")).read())
+'''
+
+
+@root_only
+def test_what_a_program_forks_dies_with_it(tmp_path):
+    folder = tmp_path / "daemon"
+    shutil.copytree(DATA / "echo" / "correct_plain", folder)
+    (folder / "echo_tcp_server.py").rename(folder / "real_server.py")
+    (folder / "echo_tcp_server.py").write_text(DAEMON_SERVER)
+    grade = conform("echo", folder, tmp_path / "d.pcap", timeout=QUICK)
+    assert grade.ok, _failed(grade)
+    alive = subprocess.run(["pgrep", "-f", r"/\.sockinspect-[0-9a-f]+/"], capture_output=True, text=True).stdout
+    assert not alive.strip(), "a forked child outlived the run"
+
+
+@root_only
+def test_a_server_with_two_ports_is_tried_on_the_one_its_client_uses(tmp_path):
+    folder = tmp_path / "two"
+    shutil.copytree(DATA / "echo" / "correct_plain", folder)
+    source = (folder / "echo_tcp_server.py").read_text()
+    (folder / "echo_tcp_server.py").write_text(
+        "import socket\n_extra = socket.create_server(('10.10.10.2', 4000))  # a port its client never uses\n"
+        + source)
+    grade = conform("echo", folder, tmp_path / "t.pcap", timeout=QUICK)
+    assert grade.ok, _failed(grade)

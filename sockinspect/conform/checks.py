@@ -61,27 +61,26 @@ def capture_checks(phase: Phase, cap: Capture) -> list[Check]:
     """The teardown and the client's port, from the capture of ``phase``'s connections."""
     conns = connections_in(cap, phase.windows)
     label = {"server": "server", "client": "client", "together": "together"}[phase.name]
-    if not conns:
-        return [Check(f"{label}: connections in the capture", phase.program, False,
-                      "the clients' connections", "none in the capture")]
     checks = []
+    none = "no connection in the capture"  # every check then fails: their number stays the same
     bad = [c for c in conns if c.c2s.rsts + c.s2c.rsts or not (c.c2s.fins and c.s2c.fins)]
-    checks.append(Check(f"{label}: closed with FIN both ways, no RST", phase.program, not bad,
-                        f"{len(conns)} connections each closed by a FIN from both sides",
-                        "; ".join(_teardown(c) for c in bad[:3]) or "all closed cleanly", _packets(bad or conns)))
+    checks.append(Check(f"{label}: closed with FIN both ways, no RST", phase.program, bool(conns) and not bad,
+                        f"{len(conns) or 'the'} connections each closed by a FIN from both sides",
+                        ("; ".join(_teardown(c) for c in bad[:3]) or "all closed cleanly") if conns else none,
+                        _packets(bad or conns)))
     if phase.closer == "client":
         early = [c for c in conns if c.closed_by == "server"]
-        checks.append(Check(f"{label}: the client ends the connection", phase.program, not early,
+        checks.append(Check(f"{label}: the client ends the connection", phase.program, bool(conns) and not early,
                             "the client's FIN first (the sender ends the transfer)",
-                            f"the server closed first in {len(early)} of {len(conns)}" if early
-                            else "the client closed first", _packets(early or conns)))
+                            (f"the server closed first in {len(early)} of {len(conns)}" if early
+                             else "the client closed first") if conns else none, _packets(early or conns)))
     if phase.name != "server":
         fixed = [c for c in conns if not c.client_port_ephemeral_linux]
         ports = sorted({c.client.port for c in conns})
-        checks.append(Check(f"{label}: the client's port is ephemeral", phase.program, not fixed,
+        checks.append(Check(f"{label}: the client's port is ephemeral", phase.program, bool(conns) and not fixed,
                             "a port chosen by the client's kernel (32768-60999)",
-                            "ports " + ", ".join(map(str, ports[:5])) + ("..." if len(ports) > 5 else ""),
-                            _packets(fixed or conns)))
+                            ("ports " + ", ".join(map(str, ports[:5])) + ("..." if len(ports) > 5 else ""))
+                            if conns else none, _packets(fixed or conns)))
     return checks
 
 

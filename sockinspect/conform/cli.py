@@ -122,7 +122,7 @@ def _grade(args: argparse.Namespace, folder: Path | None, capture: Path) -> dict
     capture.parent.mkdir(parents=True, exist_ok=True)
     try:
         grade = conform(args.lab, folder, capture, args.topology, args.timeout, args.client_file, args.server_file)
-    except SockinspectError as exc:
+    except (SockinspectError, OSError) as exc:  # OSError: one student's, where the others can still be graded
         return conform_error_document(args.lab, name, args.topology, str(exc))
     doc = conform_document(grade)
     doc["_grade"] = grade

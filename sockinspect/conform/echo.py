@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._scenarios import LAB_ECHO
 from .checks import Check, Phase, Window
 from .programs import Program
-from .sandbox import Outcome, Probe, Sandbox, SandboxError, Server
+from .sandbox import Outcome, Sandbox, SandboxError, Server
 
 LONG = "SECRET " + "a" * 1500 + " 42 " + "b" * 1500 + " 7"  # longer than any recv(1024)
 CLOSE_WAIT_S = 3.0  # how long a server may take to close a connection after the client's end
@@ -27,15 +27,17 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
     checks: list[Check] = []
     addr = sb.topology.server_addr
 
+    cport = client_port(sb, client, SERVER_CASES[0][1])  # first: the server's port is the one it uses
+
     # The student's server, asked by the reference client.
     phase_s = Phase("server", "server", "either")
-    srv = sb.start_server(server)
+    srv = sb.start_server(server, prefer=cport)
     port = srv.port
     restarts, unclosed = [], []
     for i, (what, words, reply) in enumerate(SERVER_CASES):
         if not srv.alive():
             restarts.append(i)
-            srv = sb.start_server(server)
+            srv = sb.start_server(server, prefer=cport)
         out = sb.run_client(ref_client, [*ref_client.client_args(addr, srv.port), *words])
         phase_s.windows.append((out.start_ns, out.end_ns, srv.port))
         # Once a server has kept one connection open, the next get a short wait only.
@@ -50,11 +52,11 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
                         else "closed every time"))
     checks.append(_keeps_serving(restarts, srv.alive()))
     sb.stop(srv.proc)
-    checks.append(_two_at_once(sb, server, ref_client))
+    checks.append(_two_at_once(sb, server, ref_client, cport))
 
     # The student's client, against the reference server on the port it connects to.
     phase_c = Phase("client", "client", "either")
-    ref_srv = reference_on(sb, ref_server, client_port(sb, client, SERVER_CASES[0][1], port).port)
+    ref_srv = reference_on(sb, ref_server, port if cport is None else cport)
     cport = ref_srv.port
     for i, (what, words, transcript) in enumerate(CLIENT_CASES):
         out = sb.run_client(client, [*client.client_args(addr, cport), *words])
@@ -66,10 +68,10 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
 
     # Both of the student's programs, as the lab runs them.
     phase_t = Phase("together", "both", "either")
-    srv = sb.start_server(server)
+    srv = sb.start_server(server, prefer=cport)
     for i, (words, transcript) in enumerate(LAB_ECHO):
         if not srv.alive():
-            srv = sb.start_server(server)
+            srv = sb.start_server(server, prefer=cport)
         out = sb.run_client(client, [*client.client_args(addr, srv.port), *words])
         phase_t.windows.append((out.start_ns, out.end_ns, srv.port))
         checks.append(_transcript(f"together: the lab's transcript {i + 1}", "both", out, transcript, i + 1,
@@ -79,14 +81,12 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
     return checks, [phase_s, phase_c, phase_t]
 
 
-def client_port(sb: Sandbox, client: Program, args: list[str], fallback: int) -> Probe:
-    """Where ``client`` connects (and what it reads), from a traced run; a reference client
-    goes where it is told (port 0: the reference server's choice). ``fallback``: the port
-    the submission's server listened on, when tracing is not possible."""
+def client_port(sb: Sandbox, client: Program, args: list[str]) -> int | None:
+    """Where ``client`` connects, from a traced run (None: not seen); a reference client
+    goes where it is told (0: the reference server's choice)."""
     if client.reference:
-        return Probe(0, [])
-    probe = sb.probe_client(client, args, sb.folder(client, "probe"))
-    return probe if probe.port else Probe(fallback, probe.opened)
+        return 0
+    return sb.probe_client(client, args, sb.folder(client, "probe")).port
 
 
 def reference_on(sb: Sandbox, ref_server: Program, port: int) -> Server:
@@ -142,16 +142,18 @@ def _keeps_serving(restarts: list[int], alive: bool) -> Check:
                  f"one server process answers all {len(SERVER_CASES)} requests", seen)
 
 
-def _two_at_once(sb: Sandbox, server: Program, ref_client: Program) -> Check:
+def _two_at_once(sb: Sandbox, server: Program, ref_client: Program, prefer: int | None) -> Check:
     """A client that connected and says nothing must not keep the server from another."""
-    srv = sb.start_server(server)
+    srv = sb.start_server(server, prefer=prefer)
     words, transcript = LAB_ECHO[0]
     want = transcript.splitlines()[1].removeprefix("Received: ")
     try:
         with sb.held_connection(srv.port):
             out = sb.run_client(ref_client, [*ref_client.client_args(sb.topology.server_addr, srv.port), *words])
+        seen = _received(out)  # any reply: its text has checks of its own
+    except OSError as exc:  # the first client could not even connect
+        seen = f"no reply: cannot connect ({exc.strerror or exc})"
     finally:
         sb.stop(srv.proc)
-    seen = _received(out)  # any reply: its text has checks of its own
     return Check("server answers a client while another is connected", "server", not seen.startswith("no "),
                  f"a reply ({want})", seen)

@@ -15,14 +15,17 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .._capture import LiveCapture
 from .._run import STAGE_PREFIX, Lease, spawn, stop_group, stopping
@@ -33,7 +36,9 @@ from .programs import Program
 NOBODY = 65534  # the unprivileged uid and gid programs run as, when this process is root
 MAX_COPIED_BYTES = 4 << 20  # a submission's files copied beside each program
 TCP_LISTEN, TCP_ESTABLISHED, TCP_CLOSE_WAIT = "0A", "01", "08"  # /proc/net/tcp states (include/net/tcp_states.h)
-OUTPUT_LIMIT = 1 << 20  # bytes of a program's stdout and stderr kept
+OUTPUT_LIMIT = 1 << 20  # bytes of a program's stdout and stderr kept (the rest is read and dropped)
+MAX_FILE_BYTES = 64 << 20  # RLIMIT_FSIZE of a student's program: the 1 MB copy, its logs
+MAX_PROCESSES = 256  # RLIMIT_NPROC of a student's program (per user: a fork bomb stops there)
 
 
 class SandboxError(SockinspectError):
@@ -73,6 +78,7 @@ class Server:
     folder: Path
     port: int
     log: Path
+    address: str = ""  # the address its listening socket is bound to
     started: dict[str, tuple[int, int]] = field(default_factory=dict)  # its folder's files: (size, mtime)
 
     def alive(self, grace: float = 0.2) -> bool:
@@ -100,10 +106,13 @@ class Sandbox:
         if self.drop and self.python is None:
             self.notes.append("the programs ran as root: user nobody may run no Python here")
             self.drop, self.python = False, sys.executable
+        self.pid_namespace = _can_unshare_pid()
+        if not self.pid_namespace:
+            self.notes.append("no PID namespace here: a program's background children may outlive it")
         self._children: list[subprocess.Popen] = []
         self._live: LiveCapture | None = None
         self.work = lease.make_folder(Path(tempfile.gettempdir()), STAGE_PREFIX)
-        os.chmod(self.work, 0o755)  # its programs' folders are theirs; the rest stays this user's
+        os.chmod(self.work, 0o711)  # a program reaches its own folder, lists none
         self._count = 0
 
     def __enter__(self) -> Sandbox:
@@ -127,34 +136,41 @@ class Sandbox:
 
     # --- folders ------------------------------------------------------------------------
 
-    def folder(self, program: Program, role: str) -> Path:
-        """A new, empty folder for one run of ``program``, with its submission's files
-        (a program may import a helper beside it), writable by the user it runs as."""
+    def folder(self, program: Program, role: str, files: dict[str, bytes] | None = None) -> Path:
+        """A new folder for one run of ``program``, with ``files`` (name -> bytes) and, for a
+        student's, its submission's files (a program may import a helper beside it). It is
+        made whole before the program's user gets it: nothing it plants can redirect a write."""
         self._count += 1
         folder = self.work / f"{self._count:03d}-{role}"
-        folder.mkdir()
+        folder.mkdir(mode=0o700)
         if program.copy_folder:
             for src in sorted(program.path.parent.iterdir()):
                 if src.is_file() and not src.is_symlink() and src.stat().st_size <= MAX_COPIED_BYTES:
                     shutil.copyfile(src, folder / src.name)
-        if self.drop:
-            for path in (folder, *folder.iterdir()):
-                os.chown(path, NOBODY, NOBODY)
+        for name, data in (files or {}).items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        if self.drop and not program.reference:
+            for path in (folder, *folder.rglob("*")):
+                os.lchown(path, NOBODY, NOBODY)
         return folder
-
-    def give(self, path: Path) -> None:
-        """Make a file written here the program's (when programs run as another user)."""
-        if self.drop:
-            os.chown(path, NOBODY, NOBODY)
 
     # --- running ------------------------------------------------------------------------
 
-    def _argv(self, program: Program, folder: Path, args: list[str], host_cmd: list[str] | None = None,
-              trace: Path | None = None) -> list[str]:
-        drop = self.drop and not program.reference
-        argv = [self.python if drop else sys.executable, str(program.script(folder)), *args]  # type: ignore[list-item]
-        if drop:
-            argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv]
+    def _argv(self, program: Program, folder: Path, args: list[str], trace: Path | None = None) -> list[str]:
+        """How ``program`` runs: a student's in a PID namespace of its own (whatever it forks
+        dies with it), with limits, as nobody where this process is root."""
+        if program.reference:
+            argv = [sys.executable, str(program.script(folder)), *args]
+        else:
+            argv = [self.python, str(program.script(folder)), *args]
+            if self.drop:
+                argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--pdeathsig=KILL",
+                        "--", *argv]
+            argv = ["prlimit", f"--fsize={MAX_FILE_BYTES}", f"--nproc={MAX_PROCESSES}", "--", *argv]
+            if self.pid_namespace:
+                argv = ["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--", *argv]
         if trace is not None:
             argv = ["strace", "-f", "-qq", "-e", "trace=connect,open,openat", "-o", str(trace), *argv]
         return argv
@@ -163,9 +179,11 @@ class Sandbox:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "LANG": "C.UTF-8",
                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 
-    def start_server(self, program: Program, port: int = 0) -> Server:
+    def start_server(self, program: Program, port: int = 0, prefer: int | None = None) -> Server:
         """Start ``program`` on R2 in a new folder (a reference program on ``port``); return
-        once it listens (SandboxError if it exits first or does not listen in the timeout)."""
+        once it listens (SandboxError if it exits first or does not listen in the timeout).
+        Its port: the one of its own listening sockets that is ``prefer`` (where the
+        student's client connects), else the lowest."""
         folder = self.folder(program, "server")
         log = self.work / f"{folder.name}.log"
         argv = self.topology.server_cmd(self._argv(program, folder, program.server_args(self.topology.server_addr,
@@ -175,11 +193,11 @@ class Sandbox:
                          stderr=subprocess.STDOUT)
         self._children.append(proc)
         deadline = time.monotonic() + self.timeout
-        r2 = os.stat(self.topology.server_netns).st_ino
         while True:
-            ports = listening_ports(proc.pid) if _netns_of(proc.pid) == r2 else set()
+            ports = own_listening(proc.pid)
             if ports:
-                server = Server(program, proc, folder, min(ports), log)
+                chosen = prefer if prefer in ports else min(ports)
+                server = Server(program, proc, folder, chosen, log, ports[chosen])
                 server.started = snapshot(folder)
                 return server
             if proc.poll() is not None:
@@ -193,8 +211,14 @@ class Sandbox:
             time.sleep(0.02)
 
     def stop(self, proc: subprocess.Popen) -> None:
-        """A server's end: SIGINT (Ctrl-C, as a student stops it), then the whole group killed."""
-        stop_group(proc, signal.SIGINT, grace=0.5 if stopping() else 2.0)
+        """A server's end: SIGINT to its process group (Ctrl-C, as a student stops it: the
+        PID namespace's first process forwards nothing), then the whole group killed."""
+        if proc.poll() is None:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGINT)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(0.5 if stopping() else 2.0)
+        stop_group(proc, first=None)
         with suppress(ValueError):
             self._children.remove(proc)
 
@@ -207,18 +231,16 @@ class Sandbox:
         proc = spawn(self.topology.client_cmd(argv), cwd=folder, env=self._env(folder),
                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._children.append(proc)
+        readers = [_Reader(proc.stdout), _Reader(proc.stderr)]
         try:
-            out, err = proc.communicate(timeout=self.timeout)
-            code: int | None = proc.returncode
+            code: int | None = proc.wait(self.timeout)
         except subprocess.TimeoutExpired:
-            stop_group(proc, first=None)
-            out, err = proc.communicate()
             code = None
         finally:
-            if proc.returncode is None:
-                stop_group(proc, first=None)
+            stop_group(proc, first=None)  # and what it left running in its group
             self._children.remove(proc)
-        return Outcome([program.name, *args], _text(out), _text(err), code, start, time.time_ns(), self.timeout)
+        out, err = (reader.text() for reader in readers)
+        return Outcome([program.name, *args], out, err, code, start, time.time_ns(), self.timeout)
 
     def probe_client(self, program: Program, args: list[str], folder: Path) -> Probe:
         """Run ``program`` once under strace: where it connects, and which files of its
@@ -261,7 +283,9 @@ class Probe:
 
 
 _CONNECT = re.compile(r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((\d+)\)')
-_OPEN = re.compile(r'open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)')
+_OPEN = re.compile(r'open(?:at)?\((?:AT_FDCWD, )?"((?:[^"\\]|\\.)*)", ([A-Z_|]+)')
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|.)")
+_C_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"v": b"\v", b"f": b"\f", b'"': b'"', b"\\": b"\\"}
 
 
 def parse_probe(trace: str, folder: Path) -> Probe:
@@ -273,33 +297,63 @@ def parse_probe(trace: str, folder: Path) -> Probe:
             port = int(m.group(1))
         m = _OPEN.search(line)
         if m and "O_RDONLY" in m.group(2) and "O_DIRECTORY" not in m.group(2):
-            name = m.group(1)
+            name = _unescape(m.group(1))
             if name.startswith(str(folder) + "/"):
                 name = name[len(str(folder)) + 1:]
-            if "/" not in name and not name.endswith((".py", ".pyc", ".so")) and name not in opened:
+            name = os.path.normpath(name)
+            if not name.startswith(("/", "..")) and "__pycache__" not in name \
+                    and not name.endswith((".py", ".pyc", ".so")) and name not in opened:
                 opened.append(name)
     return Probe(port, opened)
 
 
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports listening in the network namespace of process ``pid``."""
-    return {port for state, port in _sockets(pid) if state == TCP_LISTEN}
+def _unescape(text: str) -> str:
+    """A path as strace prints it (C escapes for bytes it does not show) as Python names it."""
+    def one(m: re.Match[bytes]) -> bytes:
+        code = m.group(1)
+        if code[:1] == b"x":
+            return bytes([int(code[1:], 16)])
+        if code[:1].isdigit():
+            return bytes([int(code, 8) & 0xFF])
+        return _C_ESCAPES.get(code, code)
+    raw = _ESCAPE.sub(one, text.encode("utf-8", errors="surrogateescape"))
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def own_listening(pid: int) -> dict[int, str]:
+    """The TCP ports the processes of ``pid``'s tree listen on: port -> bound address."""
+    inodes = set()
+    for p in _tree(pid):
+        with suppress(OSError):
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with suppress(OSError):
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    return {port: addr for state, port, addr, inode in _sockets(pid) if state == TCP_LISTEN and inode in inodes}
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo and len(found) < MAX_PROCESSES:
+        p = todo.pop()
+        found.append(p)
+        with suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with suppress(OSError), open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+    return found
 
 
 def open_connections(pid: int, port: int) -> int:
     """Connections on local ``port`` the process's side has not closed yet."""
-    return sum(1 for state, local in _sockets(pid) if local == port and state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
+    return sum(1 for state, local, _addr, _inode in _sockets(pid)
+               if local == port and state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
 
 
-def _netns_of(pid: int) -> int | None:
-    """The inode of process ``pid``'s network namespace (None once it is gone)."""
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
-
-
-def _sockets(pid: int) -> list[tuple[str, int]]:
+def _sockets(pid: int) -> list[tuple[str, int, str, str]]:
+    """The TCP sockets of ``pid``'s network namespace: (state, local port, local address, inode)."""
     found = []
     for table in ("tcp", "tcp6"):
         try:
@@ -309,9 +363,60 @@ def _sockets(pid: int) -> list[tuple[str, int]]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 3:
-                found.append((fields[3], int(fields[1].rsplit(":", 1)[1], 16)))
+            if len(fields) > 9:
+                addr, port = fields[1].rsplit(":", 1)
+                found.append((fields[3], int(port, 16), _address(addr), fields[9]))
     return found
+
+
+def _address(hex_addr: str) -> str:
+    """An address of /proc/net/tcp (host byte order, little-endian here) as text."""
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of ``path`` if it is a regular file, not following a symlink
+    (a program's folder is the program's: what it put there is not to be trusted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return f.read(limit)
+
+
+class _Reader:
+    """Reads a pipe to its end in a thread; keeps the first OUTPUT_LIMIT bytes."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[bytes]) -> None:
+        kept = 0
+        with suppress(OSError, ValueError), pipe:
+            while chunk := pipe.read1(1 << 16):
+                if kept < OUTPUT_LIMIT:
+                    self._chunks.append(chunk[:OUTPUT_LIMIT - kept])
+                    kept += len(self._chunks[-1])
+
+    def text(self, wait: float = 2.0) -> str:
+        self._thread.join(wait)
+        return _text(b"".join(self._chunks))
+
+
+def _can_unshare_pid() -> bool:
+    """Whether programs can have a PID namespace of their own here."""
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "--kill-child", "true"], capture_output=True,
+                          check=False).returncode == 0
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

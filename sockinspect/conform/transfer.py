@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 
 from .checks import Check, Phase, Window
-from .echo import CLOSE_WAIT_S, client_port, reference_on
+from .echo import CLOSE_WAIT_S, reference_on
 from .programs import Program
-from .sandbox import Outcome, Sandbox, SandboxError, Server, snapshot
+from .sandbox import Outcome, Sandbox, SandboxError, Server, read_regular, snapshot
 
 
 def _boundaries() -> bytes:
@@ -37,22 +37,23 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
     ref_server, ref_client = ref
     addr = sb.topology.server_addr
     checks: list[Check] = []
+    cport, name = _probe(sb, client, client_file)
 
     # The student's server, sent each file by the reference client (a fresh server each time).
     phase_s = Phase("server", "server", "client")
     port = 0
     unclosed, unflushed = [], []
     for what, data in CONTENTS:
-        srv = sb.start_server(server)
+        srv = sb.start_server(server, prefer=cport)
         port = srv.port
         out = _upload(sb, ref_client, srv, data)
         phase_s.windows.append((out.start_ns, out.end_ns, srv.port))
         if not sb.wait_closed(srv, CLOSE_WAIT_S):
             unclosed.append(what)
-        before = _copy(srv, server_file)
+        before = _copy(srv, server_file, data)
         sb.stop(srv.proc)
-        after = _copy(srv, server_file)
-        if _same(before, data) != _same(after, data):
+        after = _copy(srv, server_file, data)
+        if not _same(before, data) and _same(after, data):
             unflushed.append(what)
         checks.append(_copy_check(f"copy identical: {what}", "server", data, after, out.failure(),
                                   phase_s.windows[-1]))
@@ -63,65 +64,80 @@ def run(sb: Sandbox, student: tuple[Program, Program], ref: tuple[Program, Progr
                         "the whole copy on disk while the server still runs",
                         "complete only once the server stopped: " + ", ".join(unflushed) if unflushed
                         else "complete every time"))
-    checks.extend(_keeps_serving(sb, server, ref_client, server_file))
+    checks.extend(_keeps_serving(sb, server, ref_client, server_file, cport))
 
     # The student's client, sending to the reference server on the port it connects to.
     phase_c = Phase("client", "client", "client")
-    probe = client_port(sb, client, [], port)
-    ref_srv = reference_on(sb, ref_server, probe.port)
-    cport = ref_srv.port
-    name = client_file or (UPLOAD if client.reference else next(iter(probe.opened), None))
-    if name is None:  # it opens its file only once connected: trace it again, with a server there
-        name = next(iter(sb.probe_client(client, [], sb.folder(client, "probe")).opened), None)
-    if name is None:
-        sb.stop(ref_srv.proc)
-        raise SandboxError(f"cannot tell which file {client.name} sends (it opened none in its folder): "
-                           "give --client-file")
+    ref_srv = reference_on(sb, ref_server, port if cport is None else cport)
     for what, data in CONTENTS:
         seen_before = snapshot(ref_srv.folder)
-        out = _send(sb, client, name, data, client.client_args(addr, cport))
-        phase_c.windows.append((out.start_ns, out.end_ns, cport))
+        out = _send(sb, client, name, data, client.client_args(addr, ref_srv.port))
+        phase_c.windows.append((out.start_ns, out.end_ns, ref_srv.port))
         sb.wait_closed(ref_srv, CLOSE_WAIT_S)
-        copy = _new_file(ref_srv, seen_before, None)
+        copy = _new_file(ref_srv, seen_before, None, data)
         checks.append(_copy_check(f"client sends: {what}", "client", data, copy, out.failure(), phase_c.windows[-1]))
     sb.stop(ref_srv.proc)
 
     # Both of the student's programs, as the lab runs them.
     phase_t = Phase("together", "both", "client")
     for what, data in (CONTENTS[0], CONTENTS[-1]):
-        srv = sb.start_server(server)
+        srv = sb.start_server(server, prefer=cport)
         out = _send(sb, client, name, data, client.client_args(addr, srv.port))
         phase_t.windows.append((out.start_ns, out.end_ns, srv.port))
         sb.wait_closed(srv, CLOSE_WAIT_S)
         sb.stop(srv.proc)
-        note = "" if cport == srv.port else f" (the client connects to port {cport}, the server listens on {srv.port})"
+        note = f" (the client connects to port {cport}, the server listens on {srv.port})" \
+            if cport not in (None, 0, srv.port) else ""
         failure = out.failure()
-        checks.append(_copy_check(f"together: {what}", "both", data, _copy(srv, server_file),
+        checks.append(_copy_check(f"together: {what}", "both", data, _copy(srv, server_file, data),
                                   (failure + note) if failure else None, phase_t.windows[-1]))
     return checks, [phase_s, phase_c, phase_t]
 
 
+def _probe(sb: Sandbox, client: Program, client_file: str | None) -> tuple[int | None, str]:
+    """Where the student's client connects (None: not seen) and the file it sends, from
+    traced runs; a client that reads its file before it connects is given the file it
+    looked for, and traced again."""
+    if client.reference:
+        return 0, UPLOAD
+    name, port, files = client_file, None, {}
+    for _ in range(3):
+        probe = sb.probe_client(client, [], sb.folder(client, "probe", files))
+        if probe.problem:
+            break
+        port = port or probe.port
+        name = name or next(iter(probe.opened), None)
+        if port is not None or name is None or name in files:
+            break
+        files = {name: b"a file to send\n"}
+    if name is None:
+        raise SandboxError(f"cannot tell which file {client.name} sends (it opened none in its folder): "
+                           "give --client-file")
+    return port, name
+
+
 def _send(sb: Sandbox, client: Program, name: str, data: bytes, args: list[str]) -> Outcome:
     """Run ``client`` in a new folder where file ``name`` holds ``data``."""
-    folder = sb.folder(client, "client")
-    path = folder / name
-    path.write_bytes(data)
-    sb.give(path)
+    folder = sb.folder(client, "client", {name: data})
     return sb.run_client(client, [*args, name] if client.reference else args, folder)
 
 
-def _copy(srv: Server, name: str | None) -> bytes | None:
-    """The file the server wrote: ``name``, else the one file new or changed in its folder."""
-    return _new_file(srv, srv.started, name)
+def _copy(srv: Server, name: str | None, data: bytes) -> bytes | None:
+    """The file the server wrote: ``name``, else the new or changed file of its folder."""
+    return _new_file(srv, srv.started, name, data)
 
 
-def _new_file(srv: Server, before: dict[str, tuple[int, int]], name: str | None) -> bytes | None:
+def _new_file(srv: Server, before: dict[str, tuple[int, int]], name: str | None, data: bytes) -> bytes | None:
+    """``name`` in the server's folder; without a name, of the files new or changed since
+    ``before``, one that holds ``data`` (a server may write a log beside the copy), else
+    the last written. Never more than ``data`` and 1 MiB of it is read."""
+    limit = len(data) + (1 << 20)
     if name is not None:
-        path = srv.folder / name
-        return path.read_bytes() if path.is_file() else None
+        return read_regular(srv.folder / name, limit)
     now = snapshot(srv.folder)
     changed = sorted((now[n][1], n) for n in now if before.get(n) != now[n] and not n.startswith(".partial"))
-    return (srv.folder / changed[-1][1]).read_bytes() if changed else None
+    copies = [read_regular(srv.folder / n, limit) for _, n in changed]
+    return data if data in copies else (copies[-1] if copies else None)
 
 
 def _same(copy: bytes | None, data: bytes) -> bool:
@@ -145,12 +161,12 @@ def _first_difference(copy: bytes, data: bytes) -> str:
     return f"differs from byte {k} ({data[k:k + 8]!r} sent, {copy[k:k + 8]!r} written)"
 
 
-def _keeps_serving(sb: Sandbox, server: Program, ref_client: Program, server_file: str | None) -> list[Check]:
-    """Three files one after the other to one server process, then one while another client
-    is connected and silent. A client is served when the server closes its connection, or
-    the copy is there (a server that never closes its sockets fails a check of its own)."""
-    srv = sb.start_server(server)
-    served, seen = 0, "it served every client"
+def _keeps_serving(sb: Sandbox, server: Program, ref_client: Program, server_file: str | None,
+                   prefer: int | None) -> list[Check]:
+    """Three files one after the other to one server process, each copied whole; then one
+    while another client is connected and silent."""
+    srv = sb.start_server(server, prefer=prefer)
+    served, seen = 0, "it stored each of them"
     try:
         for k in range(3):
             if not srv.alive():
@@ -159,30 +175,34 @@ def _keeps_serving(sb: Sandbox, server: Program, ref_client: Program, server_fil
             data = f"file number {k + 1}\n".encode() * (k + 1)
             before = snapshot(srv.folder)
             out = _upload(sb, ref_client, srv, data)
-            if not (sb.wait_closed(srv, CLOSE_WAIT_S) or _new_file(srv, before, server_file) == data):
-                seen = f"client {k + 1} was not served ({out.failure() or 'its connection stayed open, no copy'})"
+            sb.wait_closed(srv, CLOSE_WAIT_S)
+            if _new_file(srv, before, server_file, data) != data:
+                seen = f"client {k + 1}'s file was not stored whole" + (f" ({out.failure()})" if out.failure() else "")
                 break
             served += 1
     finally:
         sb.stop(srv.proc)
     checks = [Check("server keeps serving a second and a third client", "server", served == 3,
                     "one server process stores three files in a row", seen)]
-    srv = sb.start_server(server)
+    srv = sb.start_server(server, prefer=prefer)
     data = b"sent while another client is connected\n"
     try:
         with sb.held_connection(srv.port):
             out = _upload(sb, ref_client, srv, data)
-            done = sb.wait_closed(srv, CLOSE_WAIT_S, still_open=1) or _copy(srv, server_file) == data
+            sb.wait_closed(srv, CLOSE_WAIT_S, still_open=1)
+            done = _copy(srv, server_file, data) == data
+        why = out.failure() or "no copy"
+    except OSError as exc:  # the first client could not even connect
+        done, why = False, f"cannot connect: {exc.strerror or exc}"
     finally:
         sb.stop(srv.proc)
     checks.append(Check("server takes a file while another client is connected", "server", done,
-                        "the second client served while the first waits",
-                        "served" if done else f"not served while the other waited ({out.failure() or 'no copy'})"))
+                        "the second client's file stored while the first waits",
+                        "stored" if done else f"not stored while the other waited ({why})"))
     return checks
 
 
 def _upload(sb: Sandbox, ref_client: Program, srv: Server, data: bytes) -> Outcome:
     """The reference client sends ``data`` to ``srv``."""
-    folder = sb.folder(ref_client, "client")
-    (folder / UPLOAD).write_bytes(data)
+    folder = sb.folder(ref_client, "client", {UPLOAD: data})
     return sb.run_client(ref_client, [*ref_client.client_args(sb.topology.server_addr, srv.port), UPLOAD], folder)
