@@ -205,6 +205,32 @@ def test_each_file_defect_is_found_and_blamed_on_its_program(tmp_path, name):
     assert set(failed.values()) <= blamed, failed
 
 
+CHAT_DEFECTS = {
+    "no_name": ({"server sends its lines as 'R2: text'", "a plain nc client gets the server's lines as 'R2: text'",
+                 "together: R2's line reaches KALI"}, {"server", "both"}),
+    "client_no_name": ({"client sends its lines as 'KALI: text'",
+                        "a plain nc server gets the client's lines as 'KALI: text'"}, {"client", "both"}),
+}
+
+
+@root_only
+@pytest.mark.parametrize("name", sorted(CHAT_DEFECTS))
+def test_each_chat_defect_is_found_and_blamed_on_its_program(tmp_path, name):
+    must_fail, blamed = CHAT_DEFECTS[name]
+    failed = _failed(_grade(tmp_path, "chat", name, timeout=2.0))
+    assert must_fail <= failed.keys(), failed
+    assert set(failed.values()) <= blamed, failed
+
+
+@root_only
+def test_a_correct_chat_and_the_reference_chat_pass(tmp_path):
+    for name in (None, "correct_plain"):
+        grade = _grade(tmp_path, "chat", name, timeout=DEFAULT_TIMEOUT_S)
+        assert grade.ok, _failed(grade)
+        assert {"server shows the lines of a plain nc client", "client shows the lines of a plain nc server",
+                "together: KALI's line reaches R2"} <= {c.name for c in grade.checks}
+
+
 @root_only
 def test_file_names_can_be_given(tmp_path):
     grade = _grade(tmp_path, "file", "correct_plain", client_file="file_to_send", server_file="received_file")

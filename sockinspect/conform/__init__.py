@@ -3,7 +3,7 @@ lab's own hosts, and reading the capture of what it did.
 
 The student's server is tried with the reference client, the student's client with
 the reference server (so each defect is blamed on the right program), then the two
-together. See :func:`conform`; the checks are in :mod:`.echo` and :mod:`.transfer`,
+together. See :func:`conform`; the checks are in :mod:`.echo`, :mod:`.transfer` and :mod:`.chat`,
 the running in :mod:`.sandbox`.
 """
 
@@ -50,7 +50,7 @@ def conform(lab: str, folder: Path | None, capture: Path, topology: str = "netns
     cannot be run at all, TopologyError when the hosts cannot be made here."""
     from .. import _analyze
     from .._run import Lease, make_topology
-    from . import echo, transfer
+    from . import chat, echo, transfer
     from .sandbox import Sandbox
     if lab not in LAB_FILES:
         raise SubmissionError(f"no lab {lab!r}: one of {', '.join(LABS)}")
@@ -61,6 +61,8 @@ def conform(lab: str, folder: Path | None, capture: Path, topology: str = "netns
             Sandbox(hosts, capture, lease, timeout) as sb:
         if lab == "echo":
             checks, phases = echo.run(sb, student, ref)
+        elif lab == "chat":
+            checks, phases = chat.run(sb, student, ref)
         else:
             checks, phases = transfer.run(sb, student, ref, client_file, server_file)
     cap = _analyze.analyze(capture)

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--submission", type=Path, metavar="DIR",
                        help="a folder with the lab's files (echo_tcp_server.py, echo_tcp_client.py; "
-                       "tcp_file_transfer_server.py, tcp_file_transfer_client.py)")
+                       "tcp_file_transfer_server.py, tcp_file_transfer_client.py; chat_server.py, chat_client.py)")
     which.add_argument("--submissions", type=Path, metavar="DIR",
                        help="a folder of students' folders: one row per student (a grade book with --csv)")
     p.add_argument("--client-file", metavar="NAME",

@@ -89,10 +89,10 @@ def client_port(sb: Sandbox, client: Program, args: list[str]) -> int | None:
     return sb.probe_client(client, args, sb.folder(client, "probe")).port
 
 
-def reference_on(sb: Sandbox, ref_server: Program, port: int) -> Server:
+def reference_on(sb: Sandbox, ref_server: Program, port: int, interactive: bool = False) -> Server:
     """The reference server, listening where the student's client connects."""
     try:
-        return sb.start_server(ref_server, port)
+        return sb.start_server(ref_server, port, interactive=interactive)
     except SandboxError as exc:
         raise SandboxError(f"the reference server cannot listen on port {port}, where the client connects: {exc}") \
             from None

@@ -13,6 +13,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "reference_servers"
 LAB_FILES = {  # lab -> (server's file, client's file), the names LAB_SPEC gives them
     "echo": ("echo_tcp_server.py", "echo_tcp_client.py"),
     "file": ("tcp_file_transfer_server.py", "tcp_file_transfer_client.py"),
+    "chat": ("chat_server.py", "chat_client.py"),  # the lab runs nc; these are the reference's names
 }
 MAX_SOURCE_BYTES = 1 << 20
 

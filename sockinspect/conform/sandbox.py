@@ -79,6 +79,7 @@ class Server:
     port: int
     log: Path
     address: str = ""  # the address its listening socket is bound to
+    session: Session | None = None  # its terminal, when started interactive
     started: dict[str, tuple[int, int]] = field(default_factory=dict)  # its folder's files: (size, mtime)
 
     def alive(self, grace: float = 0.2) -> bool:
@@ -179,7 +180,8 @@ class Sandbox:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "LANG": "C.UTF-8",
                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"}
 
-    def start_server(self, program: Program, port: int = 0, prefer: int | None = None) -> Server:
+    def start_server(self, program: Program, port: int = 0, prefer: int | None = None,
+                     interactive: bool = False) -> Server:
         """Start ``program`` on R2 in a new folder (a reference program on ``port``); return
         once it listens (SandboxError if it exits first or does not listen in the timeout).
         Its port: the one of its own listening sockets that is ``prefer`` (where the
@@ -189,15 +191,20 @@ class Sandbox:
         argv = self.topology.server_cmd(self._argv(program, folder, program.server_args(self.topology.server_addr,
                                                                                         port)))
         with open(log, "wb") as out:
-            proc = spawn(argv, cwd=folder, env=self._env(folder), stdin=subprocess.DEVNULL, stdout=out,
-                         stderr=subprocess.STDOUT)
+            if interactive:  # a terminal to type into and read; its log apart
+                proc = spawn(argv, cwd=folder, env=self._env(folder), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=out)
+            else:
+                proc = spawn(argv, cwd=folder, env=self._env(folder), stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.STDOUT)
         self._children.append(proc)
+        session = Session(proc) if interactive else None
         deadline = time.monotonic() + self.timeout
         while True:
             ports = own_listening(proc.pid)
             if ports:
                 chosen = prefer if prefer in ports else min(ports)
-                server = Server(program, proc, folder, chosen, log, ports[chosen])
+                server = Server(program, proc, folder, chosen, log, ports[chosen], session)
                 server.started = snapshot(folder)
                 return server
             if proc.poll() is not None:
@@ -242,6 +249,28 @@ class Sandbox:
         out, err = (reader.text() for reader in readers)
         return Outcome([program.name, *args], out, err, code, start, time.time_ns(), self.timeout)
 
+    def start_client(self, program: Program, args: list[str]) -> Session:
+        """Start ``program`` on KALI in a new folder, as a terminal to type into and read."""
+        folder = self.folder(program, "client")
+        proc = spawn(self.topology.client_cmd(self._argv(program, folder, args)), cwd=folder, env=self._env(folder),
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._children.append(proc)
+        return Session(proc)
+
+    def listen(self, port: int) -> socket.socket:
+        """A listening socket on R2 (a plain ``nc -l``), on ``port``."""
+        addr = (self.topology.server_addr, port)
+        return self.topology.in_server_netns(lambda: socket.create_server(addr, reuse_port=False))
+
+    def wait_connected(self, server: Server) -> bool:
+        """Wait until a client is connected to ``server``; whether one is, within the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while not open_connections(server.proc.pid, server.port):
+            if time.monotonic() > deadline or not server.alive(0):
+                return False
+            time.sleep(0.02)
+        return True
+
     def probe_client(self, program: Program, args: list[str], folder: Path) -> Probe:
         """Run ``program`` once under strace: where it connects, and which files of its
         folder it opens for reading."""
@@ -273,6 +302,60 @@ class Sandbox:
                 return True  # its sockets went with it
             time.sleep(0.02)
         return False
+
+
+class Session:
+    """A program someone types into: its stdin a pipe, its stdout read into lines."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.start_ns = time.time_ns()
+        self.end_ns: int | None = None
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        size = 0
+        for raw in self.proc.stdout:
+            size += len(raw)
+            if size > OUTPUT_LIMIT:
+                break
+            with self._changed:
+                self.lines.append(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                self._changed.notify_all()
+
+    def say(self, line: str) -> None:
+        """Type ``line`` and Enter."""
+        with suppress(OSError, ValueError):
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+
+    def end_input(self) -> None:
+        """Ctrl-D: the end of its input."""
+        with suppress(OSError, ValueError):
+            self.proc.stdin.close()
+
+    def expect(self, line: str, timeout: float) -> bool:
+        """Whether its terminal shows ``line`` (a whole line) within ``timeout`` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: line in self.lines, timeout)
+
+    def shown(self, last: int = 3) -> str:
+        with self._changed:
+            tail = self.lines[-last:]
+        return " | ".join(tail) if tail else "nothing"
+
+    def exited(self, timeout: float) -> bool:
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def close(self) -> None:
+        stop_group(self.proc, first=None)
+        self.end_ns = self.end_ns or time.time_ns()
 
 
 @dataclass(frozen=True)
