@@ -60,7 +60,7 @@ class Phase:
 def capture_checks(phase: Phase, cap: Capture) -> list[Check]:
     """The teardown and the client's port, from the capture of ``phase``'s connections."""
     conns = connections_in(cap, phase.windows)
-    label = {"server": "server", "client": "client", "together": "together"}[phase.name]
+    label = phase.name
     checks = []
     none = "no connection in the capture"  # every check then fails: their number stays the same
     bad = [c for c in conns if c.c2s.rsts + c.s2c.rsts or not (c.c2s.fins and c.s2c.fins)]

@@ -10,7 +10,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from . import DEFAULT_TIMEOUT_S, LABS
+from . import DEFAULT_TIMEOUT_S, LABS, Grade
 
 PROG = "sockinspect conform"
 
@@ -113,8 +113,9 @@ def _enter_namespace() -> int | None:
     return _reexec_in_user_namespace("conform", needed="the loopback topology needs a network namespace of its own")
 
 
-def _grade(args: argparse.Namespace, folder: Path | None, capture: Path) -> dict[str, Any]:
-    """The JSON document of one submission, also when it could not be run (its 'error')."""
+def _grade(args: argparse.Namespace, folder: Path | None, capture: Path) -> tuple[dict[str, Any], Grade | None]:
+    """The JSON document of one submission, also when it could not be run (its 'error'),
+    and its grade (None then)."""
     from .._documents import conform_document, conform_error_document
     from ..errors import SockinspectError
     from . import conform
@@ -123,10 +124,8 @@ def _grade(args: argparse.Namespace, folder: Path | None, capture: Path) -> dict
     try:
         grade = conform(args.lab, folder, capture, args.topology, args.timeout, args.client_file, args.server_file)
     except (SockinspectError, OSError) as exc:  # OSError: one student's, where the others can still be graded
-        return conform_error_document(args.lab, name, args.topology, str(exc))
-    doc = conform_document(grade)
-    doc["_grade"] = grade
-    return doc
+        return conform_error_document(args.lab, name, args.topology, str(exc)), None
+    return conform_document(grade), grade
 
 
 def _single(args: argparse.Namespace) -> int:
@@ -134,11 +133,10 @@ def _single(args: argparse.Namespace) -> int:
     from .report import table
     name = args.submission.resolve().name if args.submission else "reference"
     capture = args.output or Path("captures") / "conform" / f"{args.lab}-{name}.pcap"
-    doc = _grade(args, args.submission, capture)
-    if doc["error"]:
+    doc, grade = _grade(args, args.submission, capture)
+    if grade is None:
         print(f"{PROG}: error: {doc['error']}", file=sys.stderr)
         return 2
-    grade = doc.pop("_grade")
     if args.json:
         print(dumps(doc))
     elif args.csv:
@@ -170,8 +168,7 @@ def _batch(args: argparse.Namespace) -> int:
     for k, folder in enumerate(students, 1):
         if sys.stderr.isatty():
             print(f"{PROG}: {k}/{len(students)} {folder.name}", file=sys.stderr, flush=True)
-        doc = _grade(args, folder, outdir / f"{folder.name}.pcap")
-        doc.pop("_grade", None)
+        doc, _ = _grade(args, folder, outdir / f"{folder.name}.pcap")
         docs.append(doc)
         rows.append(batch_row(folder.name, doc))
     if args.json:

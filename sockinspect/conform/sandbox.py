@@ -78,7 +78,6 @@ class Server:
     folder: Path
     port: int
     log: Path
-    address: str = ""  # the address its listening socket is bound to
     session: Session | None = None  # its terminal, when started interactive
     started: dict[str, tuple[int, int]] = field(default_factory=dict)  # its folder's files: (size, mtime)
 
@@ -204,7 +203,7 @@ class Sandbox:
             ports = own_listening(proc.pid)
             if ports:
                 chosen = prefer if prefer in ports else min(ports)
-                server = Server(program, proc, folder, chosen, log, ports[chosen], session)
+                server = Server(program, proc, folder, chosen, log, session)
                 server.started = snapshot(folder)
                 return server
             if proc.poll() is not None:
@@ -403,8 +402,8 @@ def _unescape(text: str) -> str:
     return raw.decode("utf-8", errors="surrogateescape")
 
 
-def own_listening(pid: int) -> dict[int, str]:
-    """The TCP ports the processes of ``pid``'s tree listen on: port -> bound address."""
+def own_listening(pid: int) -> set[int]:
+    """The TCP ports the processes of ``pid``'s tree listen on."""
     inodes = set()
     for p in _tree(pid):
         with suppress(OSError):
@@ -413,7 +412,7 @@ def own_listening(pid: int) -> dict[int, str]:
                     target = os.readlink(f"/proc/{p}/fd/{fd}")
                     if target.startswith("socket:["):
                         inodes.add(target[8:-1])
-    return {port: addr for state, port, addr, inode in _sockets(pid) if state == TCP_LISTEN and inode in inodes}
+    return {port for state, port, inode in _sockets(pid) if state == TCP_LISTEN and inode in inodes}
 
 
 def _tree(pid: int) -> list[int]:
@@ -431,12 +430,12 @@ def _tree(pid: int) -> list[int]:
 
 def open_connections(pid: int, port: int) -> int:
     """Connections on local ``port`` the process's side has not closed yet."""
-    return sum(1 for state, local, _addr, _inode in _sockets(pid)
+    return sum(1 for state, local, _inode in _sockets(pid)
                if local == port and state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
 
 
-def _sockets(pid: int) -> list[tuple[str, int, str, str]]:
-    """The TCP sockets of ``pid``'s network namespace: (state, local port, local address, inode)."""
+def _sockets(pid: int) -> list[tuple[str, int, str]]:
+    """The TCP sockets of ``pid``'s network namespace: (state, local port, inode)."""
     found = []
     for table in ("tcp", "tcp6"):
         try:
@@ -447,17 +446,8 @@ def _sockets(pid: int) -> list[tuple[str, int, str, str]]:
         for line in lines:
             fields = line.split()
             if len(fields) > 9:
-                addr, port = fields[1].rsplit(":", 1)
-                found.append((fields[3], int(port, 16), _address(addr), fields[9]))
+                found.append((fields[3], int(fields[1].rsplit(":", 1)[1], 16), fields[9]))
     return found
-
-
-def _address(hex_addr: str) -> str:
-    """An address of /proc/net/tcp (host byte order, little-endian here) as text."""
-    raw = bytes.fromhex(hex_addr)
-    if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[::-1])
-    return socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
 
 
 def read_regular(path: Path, limit: int) -> bytes | None:
