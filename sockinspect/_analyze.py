@@ -269,18 +269,26 @@ def _portable(exc: BaseException) -> BaseException:
 def _analyze(path: str | os.PathLike[str], reader: CaptureReader, progress: Progress | None,
              compiled: bool | None = None,
              on_connection: Callable[[TcpConnection], None] | None = None,
-             on_retired: Callable[[Retired], None] | None = None) -> Capture:
+             on_retired: Callable[[Retired], None] | None = None, threads: bool | None = None) -> Capture:
     """``compiled``: run the engine compiled (default: when the capture is large, see .analysis.jit).
-    ``on_retired``: see Engine."""
+    ``on_retired``: see Engine. ``threads``: a compiled pcap file's connections shared out
+    between two engines in two threads (see .analysis.threads; default: on two cores or more)."""
     decoder = Decoder()
-    engine = Engine(compiled=jit.want_compiled(reader.size) if compiled is None else compiled,
-                    on_connection=on_connection, on_retired=on_retired)
+    compiled = jit.want_compiled(reader.size) if compiled is None else compiled
+    if threads is None:
+        threads = (os.cpu_count() or 1) > 1
+    if compiled and reader.is_pcap and threads:
+        from .analysis.threads import ThreadedEngine  # numpy: imported only for large captures
+
+        engine = ThreadedEngine(on_connection=on_connection, on_retired=on_retired)
+    else:
+        engine = Engine(compiled=compiled, on_connection=on_connection, on_retired=on_retired)
     tally = _Tally()
     with _Interrupt() as interrupt:
         if engine.compiled and reader.is_pcap:  # whole blocks of records, by the kernels
             from .analysis.pcapfile import pcap_blocks  # numpy: imported only for large captures
 
-            for block in pcap_blocks(reader, decoder, engine):
+            for block in pcap_blocks(reader, decoder, engine.decoding):
                 engine.feed_columns(block.columns)
                 tally.block(block)
                 interrupt.check()

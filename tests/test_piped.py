@@ -44,11 +44,34 @@ def test_the_records_are_those_of_one_process(capture):
     assert capture_document(two, two.tcp, two.udp) == capture_document(one, one.tcp, one.udp)
 
 
+ALONE = """
+import json, sys
+from sockinspect import _analyze
+from sockinspect._read import CaptureReader
+from sockinspect.analysis import engine
+engine.RETIRE_BATCH = int(sys.argv[2])
+got = []
+_analyze._analyze(sys.argv[1], CaptureReader(sys.argv[1]), None, compiled=True,
+                  on_connection=lambda conn: got.append(conn.index))
+print(json.dumps(got))
+"""
+
+
+def streamed_alone(path: Path, retire_batch: int = 4096) -> list[int]:
+    """The indexes of the connections in the order one process streams them, compiled (in
+    a process of its own: this one keeps the kernels as Python)."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", ALONE, str(path), str(retire_batch)], capture_output=True,
+                          text=True, timeout=300, check=True)
+    return json.loads(done.stdout)
+
+
 def test_streamed_connections_come_in_the_order_they_retire(capture):
-    streamed, alone = [], []
+    streamed = []
     piped(capture, on_connection=streamed.append)
-    _analyze._analyze(capture, CaptureReader(capture), None, compiled=False, on_connection=alone.append)
-    assert [c.index for c in streamed] == [c.index for c in alone]
+    assert [c.index for c in streamed] == streamed_alone(capture)
     assert sorted(c.index for c in streamed) == list(range(3_000))
 
 
@@ -59,10 +82,7 @@ def test_at_the_end_each_process_renders_half_in_the_order_of_one(capture, monke
     got: list[tuple[int, int, str | None]] = []
     _analyze.analyze(capture, workers=2, on_connection=got.append,
                      render=lambda conn: (conn.index, os.getpid(), os.environ.get("OPENBLAS_NUM_THREADS")))
-    alone: list[int] = []
-    _analyze._analyze(capture, CaptureReader(capture), None, compiled=False,
-                      on_connection=lambda conn: alone.append(conn.index))
-    assert [index for index, _pid, _blas in got] == alone
+    assert [index for index, _pid, _blas in got] == streamed_alone(capture, retire_batch=50)
     assert len({pid for _index, pid, _blas in got}) == 2  # this process and the engine's
     # The engine's process asks numpy for no BLAS threads (unless told otherwise)
     assert {blas for _index, pid, blas in got if pid != os.getpid()} == {os.environ.get("OPENBLAS_NUM_THREADS", "1")}

@@ -118,6 +118,9 @@ class Engine:
         self._at_end = False  # finish() has begun
         self._scanned_at = NO_MAX  # the clock when expired connections were last looked for
         self.record_only = record_only
+        # Set by .threads: the records of connections that retire wait for :meth:`settle`
+        # (the chunk's end), when the indexes of the connections it began are final.
+        self.defer_records = False
         self.connections: list[TcpConnection] = []
         self.on_retired = on_retired or RecordMaker(on_connection or self.connections.append).add
         self._names: list[str] = []  # by address id
@@ -140,24 +143,33 @@ class Engine:
         if pkts:
             self.feed_columns(self._columns(pkts))
 
-    def feed_columns(self, cols: tuple) -> None:
+    def feed_columns(self, cols: tuple, order=None, clock=None, flows: bool = True) -> None:  # noqa: ANN001
         """Account packets given as columns (see ``_columns``; rows whose protocol is
-        neither TCP nor UDP are left out)."""
+        neither TCP nor UDP are left out). ``order``, ``clock``: the TCP packets to
+        account, and the clock column (see :func:`tcp_order`; by default all of them);
+        ``flows``: account the UDP ones too."""
         (number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags, win, plen,
          o_mss, o_wscale, o_sack, o_ts) = cols
-        n = len(number)
-        i = 0
-        while i < n:
-            i = tcp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno,
-                         flags, win, plen, o_mss, o_wscale, o_sack, o_ts, self.tcp_keys, self.tcp_waiting,
+        if order is None:
+            order, clock = tcp_order(proto, ts, has_ts, int(self.G[0][G_CLOCK]), self.compiled)
+        n = len(order)
+        j = 0
+        while j < n:
+            j = tcp.feed(j, n, order, clock, number, ts, has_ts, wirelen, vlan, src, dst, sport, dport, seq,
+                         ackno, flags, win, plen, o_mss, o_wscale, o_sack, o_ts, self.tcp_keys, self.tcp_waiting,
                          self.C, self.D, self.T, self.P, self.H, self.G, self.EV, self.HT)
             self._drain()
-            if i < n:
+            if j < n:
                 self._make_room()
-        clock = int(self.G[0][G_CLOCK])
-        if clock - self._scanned_at >= SCAN_EVERY_NS:  # not every block: the scan reads every row
-            self._scanned_at = clock
+        if len(clock):
+            self.G[0][G_CLOCK] = clock[-1]  # the chunk's, whichever of its packets were accounted here
+        clock_now = int(self.G[0][G_CLOCK])
+        if clock_now - self._scanned_at >= SCAN_EVERY_NS:  # not every block: the scan reads every row
+            self._scanned_at = clock_now
             self._expire(everything=False)
+        if not flows:
+            return
+        n = len(number)
         i = 0
         while i < n:
             i = udp.feed(i, n, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, plen,
@@ -185,6 +197,11 @@ class Engine:
         import numpy as np
 
         return tuple(np.asarray(c, dtype=np.int64) for c in cols)
+
+    @property
+    def decoding(self) -> Engine:
+        """The engine whose address table the pcap kernels fill (see .pcapfile): this one."""
+        return self
 
     def grow_addresses(self) -> None:
         """Make room for more addresses (the kernel that stopped needed it)."""
@@ -227,7 +244,7 @@ class Engine:
     def _make_room(self) -> None:
         """The kernel stopped: a table is full. Double it."""
         g, c = self.G[0], self.compiled
-        if g[G_CONN_FREE] == NONE and self._retiring:
+        if g[G_CONN_FREE] == NONE and self._retiring and not self.defer_records:
             self._retire()  # their rows first
         if g[G_CONN_FREE] == NONE:
             rows = len(self.C)
@@ -290,6 +307,11 @@ class Engine:
             elif kind == EV_RETIRE:
                 self._retiring.append(e[1])
         self.G[0][G_EVENTS] = 0
+        if not self.defer_records:
+            self.settle()
+
+    def settle(self) -> None:
+        """Make the records of the connections that retired, once enough of them wait."""
         if len(self._retiring) >= min(len(self.C) // 4, RETIRE_BATCH):
             self._retire()
 
@@ -432,6 +454,26 @@ def _edges(mss: int | None) -> list[int]:
     for _label, lo, hi in bounds:
         row += [lo, hi]
     return row + [0] * (statistics.E_WIDTH - len(row))
+
+
+def tcp_order(proto, ts, has_ts, since: int, compiled: bool):  # noqa: ANN001, ANN201
+    """The rows of a chunk's TCP packets, in file order, and the clock column: at each
+    row, the latest TCP timestamp so far (``since``: before the chunk), by which a
+    connection is found over however its packets are shared out (see .threads)."""
+    if compiled:
+        import numpy as np
+
+        is_tcp = proto == tcp.TCP
+        return np.flatnonzero(is_tcp), np.maximum.accumulate(np.where(is_tcp & (has_ts != 0) & (ts > since), ts,
+                                                                       since))
+    order, clock, latest = [], [], since
+    for i, (p, t, h) in enumerate(zip(proto, ts, has_ts, strict=True)):
+        if p == tcp.TCP:
+            order.append(i)
+            if h and t > latest:
+                latest = t
+        clock.append(latest)
+    return order, clock
 
 
 def _rows(table, count: int, compiled: bool) -> list[list[int]]:  # noqa: ANN001

@@ -79,20 +79,20 @@ D_WIDTH = 24
 
 
 @kernel
-def feed(start, stop, number, ts, has_ts, wirelen, vlan, src, dst, proto, sport, dport, seq, ackno, flags,
-         win, plen, o_mss, o_wscale, o_sack, o_ts, by_key, half_open, C, D, T, P, H, G, EV, HT):  # noqa: ANN001, ANN201
-    """Account packets ``start``..``stop`` (TCP ones) to their connections. Returns the
-    index of the first packet not done: before it, a table ran short of rows."""
-    for i in range(start, stop):
-        if proto[i] != TCP:
-            continue
+def feed(start, stop, order, clock, number, ts, has_ts, wirelen, vlan, src, dst, sport, dport, seq, ackno,
+         flags, win, plen, o_mss, o_wscale, o_sack, o_ts, by_key, half_open, C, D, T, P, H, G, EV, HT):  # noqa: ANN001, ANN201
+    """Account the TCP packets ``order[start:stop]`` (rows of the packet columns, in file
+    order) to their connections; ``clock[i]``: the latest TCP timestamp up to packet ``i``
+    in the file (see :func:`clock_column`). Returns the position in ``order`` of the first
+    packet not done: before it, a table ran short of rows."""
+    for j in range(start, stop):
+        i = order[j]
         g = G[0]
         if (g[G_CONN_FREE] == NONE or g[G_SEG_FREE] == NONE or g[G_HOLE_FREE] == NONE
                 or g[G_EVENTS] + g[G_SEG_USED] + 16 > len(EV) or histograms.crowded(HT, G, g[G_SEG_USED] + 16)
                 or keys.full(by_key) or keys.full(half_open)):
-            return i
-        if has_ts[i] and ts[i] > g[G_CLOCK]:
-            g[G_CLOCK] = ts[i]
+            return j
+        g[G_CLOCK] = clock[i]
         key = (vlan[i], src[i], sport[i], dst[i], dport[i])
         slot = lookup(by_key, half_open, C, key, vlan[i])
         if slot != NONE and expired(C[slot], D, slot, g[G_CLOCK]):
