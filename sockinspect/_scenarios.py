@@ -21,7 +21,7 @@ ECHO_SERVER, ECHO_CLIENT = _PROGRAMS + "echo_tcp_server", _PROGRAMS + "echo_tcp_
 FILE_SERVER, FILE_CLIENT = _PROGRAMS + "tcp_file_transfer_server", _PROGRAMS + "tcp_file_transfer_client"
 CHAT_SERVER, CHAT_CLIENT = _PROGRAMS + "chat_server", _PROGRAMS + "chat_client"
 UDP_SERVER, UDP_CLIENT = _PROGRAMS + "udp_echo_server", _PROGRAMS + "udp_echo_client"
-NAGLE_PEER = "sockinspect._nagle_peer"
+NAGLE_CLIENT = _PROGRAMS + "nagle_client"  # write-write-read requests to the echo server
 
 # Part 2 of LAB_SPEC: the client's arguments and its exact transcript.
 LAB_ECHO = [
@@ -118,15 +118,16 @@ def file_transfer(r: Runner, opts: Options) -> list[Run]:
 
 
 def nagle(r: Runner, opts: Options) -> list[Run]:
-    """Part 4 f, g: write-write-read requests with Nagle on, then with TCP_NODELAY."""
+    """Part 4 f, g: write-write-read requests to the secret-code echo server (each
+    ``SECRET <n>``, then its newline, in two writes), with Nagle on, then with TCP_NODELAY."""
     runs = []
     for label, name, extra in (("Nagle on", "nagle-on.pcap", []),
                                ("TCP_NODELAY", "nagle-nodelay.pcap", ["--nodelay"])):
         r.say(f"nagle: {opts.requests} write-write-read requests, {label}")
         run = r.new_run(f"write-write-read, {label}", name)
-        with r.server(NAGLE_PEER, ["server"], run) as (port, _), r.capture(run, [port]):
-            r.client(NAGLE_PEER, ["client", "--host", r.topology.server_addr, "--port", str(port),
-                                  "--requests", str(opts.requests), *extra], run)
+        with r.server(ECHO_SERVER, [], run) as (port, _), r.capture(run, [port]):
+            r.client(NAGLE_CLIENT, ["--host", r.topology.server_addr, "--port", str(port),
+                                    "--count", str(opts.requests), *extra], run)
         run.facts["nodelay"] = bool(extra)
         runs.append(r.finish(run))
     return runs

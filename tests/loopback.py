@@ -1,10 +1,11 @@
 """Real Linux TCP traffic on loopback, captured, for the Nagle / delayed-ACK tests.
 
-``mode`` chooses how the client writes each request to the nagle scenario's
-server (sockinspect._nagle_peer: a 10-byte header and a 90-byte body, answered
-with 100 bytes): ``"write-write"`` (two send() calls, the classic Nagle +
-delayed-ACK stall) or ``"coalesced"`` (one send()); ``"bulk"`` is one large
-upload with no replies.
+``mode`` chooses how the client writes each request to the lab's secret-code echo
+server (reference_servers/echo_tcp_server.py; a request is ``SECRET <n>`` and its
+newline, answered with one line): ``"write-write"`` (two send() calls, as
+reference_servers/nagle_client.py makes them: the classic Nagle + delayed-ACK
+stall) or ``"coalesced"`` (one send()); ``"bulk"`` is one large upload with no
+replies.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import threading
 from pathlib import Path
 
 from sockinspect._capture import LiveCapture
-from sockinspect._nagle_peer import RequestHandler, RequestServer, run_client
+from sockinspect.reference_servers.echo_tcp_server import EchoServer
+from sockinspect.reference_servers.nagle_client import write_write_read
 
 
 class _Sink(socketserver.BaseRequestHandler):
@@ -27,10 +29,19 @@ class _Sink(socketserver.BaseRequestHandler):
         self.request.sendall(b"k")
 
 
+def _coalesced(port: int, requests: int) -> None:
+    """The same requests as write_write_read, each in one send()."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as replies:
+        for n in range(1, requests + 1):
+            sock.sendall(f"SECRET {n}\n".encode())
+            if not replies.readline().startswith(b"Digits: "):
+                raise ValueError(f"request {n}: no reply")
+
+
 def run_requests(path: Path, mode: str = "write-write", nodelay: bool = False, requests: int = 25,
                  bulk_bytes: int = 4 << 20) -> Path:
     """Run one client connection in ``mode`` against a loopback server and capture it."""
-    with RequestServer(("127.0.0.1", 0), _Sink if mode == "bulk" else RequestHandler) as server:
+    with EchoServer(("127.0.0.1", 0), *([_Sink] if mode == "bulk" else [])) as server:
         port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         with LiveCapture(path, ports=[port]) as cap:
@@ -39,8 +50,11 @@ def run_requests(path: Path, mode: str = "write-write", nodelay: bool = False, r
                     sock.sendall(b"x" * bulk_bytes)
                     sock.shutdown(socket.SHUT_WR)
                     sock.recv(1)
+            elif mode == "coalesced":
+                _coalesced(port, requests)
             else:
-                run_client("127.0.0.1", port, requests, nodelay, mode)
+                for _rtt in write_write_read("127.0.0.1", port, requests, nodelay):
+                    pass
         server.shutdown()
     assert cap.stats is not None and cap.stats.dropped == 0, cap.stats
     return path
