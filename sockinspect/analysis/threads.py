@@ -42,8 +42,9 @@ class ThreadedEngine:
         self.connections: list[TcpConnection] = []
         self._out = on_retired or RecordMaker(on_connection or self.connections.append).add
         self._waiting: list[Retired] = []
-        self.engines = (Engine(compiled=True, on_retired=self._waiting.append),
-                        Engine(compiled=True, on_retired=self._waiting.append))
+        self._at_end = False  # finish() has begun: no connection is new, batches go out as made
+        self.engines = (Engine(compiled=True, on_retired=self._retired),
+                        Engine(compiled=True, on_retired=self._retired))
         for engine in self.engines:
             engine.defer_records = True
             engine.G[0][G_CONNS] = PROVISIONAL
@@ -76,11 +77,11 @@ class ThreadedEngine:
 
     def finish(self) -> tuple[Selection[TcpConnection], Selection[UdpFlow]]:
         """The capture's end: every connection retires (see Engine.finish)."""
+        self._at_end = True
         try:
             second = self.engines[1].finish()[1]
             _, udp = self.engines[0].finish()
             assert not second, "UDP flows are the first engine's"
-            self._ship()
         finally:
             self._pool.shutdown(wait=True)
         tcp_records = sorted(self.connections, key=lambda c: c.index)
@@ -107,6 +108,11 @@ class ThreadedEngine:
             engine.C[rows, tcp.C_INDEX] = index[start: start + len(rows)]
             start += len(rows)
             self.shares[k] += len(rows)
+
+    def _retired(self, batch: Retired) -> None:
+        self._waiting.append(batch)
+        if self._at_end:  # the other process makes these records while the next batch is made
+            self._ship()
 
     def _ship(self) -> None:
         """The records held back, with the address names they need (all in the first
