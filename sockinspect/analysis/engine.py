@@ -90,7 +90,8 @@ class Engine:
         self._options: dict[bytes, tuple[int, int, int, int]] = {b"": _NO_OPTIONS}
         c = compiled
         self.G = new_table(1, G_WIDTH, c)
-        self.G[0][G_LOG] = 1 if ack_log is not None or notes is not None else 0
+        logging = ack_log is not None or notes is not None
+        self.G[0][G_LOG] = int(logging)
         self.G[0][G_CLOCK] = NO_MAX  # no timestamp yet
         # Small at first (a capture of 30 packets is the common case), doubled when full.
         self.C = new_table(16, tcp.C_WIDTH, c)
@@ -103,7 +104,9 @@ class Engine:
         link_free(self.P, 0, SEG_NEXT)
         link_free(self.H, 0, HOLE_NEXT)
         self.G[0][G_CONN_FREE] = self.G[0][G_SEG_FREE] = self.G[0][G_HOLE_FREE] = 0
-        self.EV = new_table(CHUNK_PACKETS * 2 if c else 256, EV_WIDTH, c)  # drained after every chunk
+        # Drained after every kernel call. Logging, a chunk makes events for every packet;
+        # otherwise few (stalls, retirements): the table doubles when a kernel needs more.
+        self.EV = new_table(CHUNK_PACKETS * 2 if c and logging else 4096 if c else 256, EV_WIDTH, c)
         # Addresses by id when packets come as columns from the pcap kernels (.pcapfile):
         # (family, high 64 bits, low 64 bits) -> id, and a row of A per id.
         self.addr_ids = keys.new_keys(3, c)
